@@ -1,0 +1,38 @@
+// A short rule set; each rule says why it is here.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', 'helm/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      // `any` switches the type checker off; src/ must stay fully typed.
+      '@typescript-eslint/no-explicit-any': 'error',
+      // Unused code is dead weight on a hot path and misleads readers; `_x` marks a deliberate skip.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      // Type-only imports vanish at build time, so the runtime import graph stays honest.
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      // `==` coercions hide bugs in header and status handling.
+      eqeqeq: ['error', 'always'],
+      // Logs go through pino; a stray console.log corrupts the JSON log stream.
+      'no-console': 'error',
+    },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**'],
+    rules: {
+      // Tests and benchmarks may print and may be loose about types of fixtures.
+      'no-console': 'off',
+      '@typescript-eslint/no-explicit-any': 'off',
+    },
+  },
+  {
+    files: ['bench/**/*.js', 'bench/**/*.mjs', 'scripts/**/*.js', 'scripts/**/*.mjs'],
+    languageOptions: {
+      globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', performance: 'readonly', URL: 'readonly', setImmediate: 'readonly' },
+    },
+  },
+);

@@ -1,0 +1,132 @@
+// The admin listener (probes, health, breaker actions, config) and the metrics listener.
+// Health never fails because of breakers: a probe that cascaded open breakers into pod
+// restarts would turn a degraded upstream into an outage.
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Metrics } from './metrics.js';
+import type { ProxyState } from '../proxy/http.js';
+import type { BreakerSnapshot } from '../policies/breaker.js';
+
+export interface AdminState {
+  proxy: ProxyState;
+  ready: boolean;
+  token: string | undefined;
+  lastReloadError: { at: string; problems: string[] } | null;
+  /** Re-reads the config file; resolves with the problems (empty on success). */
+  reload: () => Promise<string[]>;
+}
+
+function json(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+  const buf = Buffer.from(JSON.stringify(body, null, 2) + '\n');
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(buf.length), 'cache-control': 'no-store', ...extra });
+  res.end(buf);
+}
+
+function isLoopback(addr: string | undefined): boolean {
+  if (!addr) return false;
+  return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+}
+
+/** Mutations need the bearer token; with none configured, only loopback callers. */
+function authorized(req: IncomingMessage, token: string | undefined): boolean {
+  if (!token) return isLoopback(req.socket.remoteAddress);
+  const h = req.headers.authorization ?? '';
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  if (!m) return false;
+  const given = Buffer.from((m[1] as string).trim());
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+export function breakerList(state: AdminState): BreakerSnapshot[] {
+  return [...state.proxy.runtime.breakers.values()].map((k) => k.value.snapshot());
+}
+
+export function healthDocument(state: AdminState): unknown {
+  const rt = state.proxy.runtime;
+  const breakers = breakerList(state);
+  const critical = new Set(rt.routes.filter((r) => r.config.critical && r.breaker).map((r) => r.breaker?.name));
+  return {
+    status: breakers.some((b) => b.state !== 'closed') ? 'degraded' : 'healthy',
+    breakers,
+    criticalOpen: breakers.filter((b) => b.state !== 'closed' && critical.has(b.name)).map((b) => b.name),
+    config: {
+      path: rt.loaded.path,
+      hash: rt.loaded.hash,
+      loadedAt: rt.loaded.loadedAt.toISOString(),
+      ...(state.lastReloadError ? { lastReloadError: state.lastReloadError } : {}),
+    },
+    draining: state.proxy.draining,
+  };
+}
+
+export function createAdminHandler(state: AdminState): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    req.resume();
+    const path = (req.url ?? '/').split('?')[0] as string;
+    const method = req.method ?? 'GET';
+    if (method === 'GET' || method === 'HEAD') {
+      switch (path) {
+        case '/livez':
+        case '/healthz':
+          return json(res, 200, { status: 'alive' });
+        case '/readyz': {
+          const ready = state.ready && !state.proxy.draining;
+          return json(res, ready ? 200 : 503, { status: ready ? 'ready' : state.proxy.draining ? 'draining' : 'starting' });
+        }
+        case '/health':
+          return json(res, 200, healthDocument(state));
+        case '/breakers':
+          return json(res, 200, breakerList(state));
+        case '/config':
+          return json(res, 200, state.proxy.runtime.config);
+      }
+      return json(res, 404, { error: { code: 'NOT_FOUND', message: `no admin endpoint ${path}` } });
+    }
+    if (method !== 'POST') return json(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${method} is not allowed` } }, { allow: 'GET, HEAD, POST' });
+
+    const bm = /^\/breakers\/([^/]+)\/(isolate|reset)$/.exec(path);
+    if (!bm && path !== '/reload') return json(res, 404, { error: { code: 'NOT_FOUND', message: `no admin endpoint POST ${path}` } });
+    if (!authorized(req, state.token)) {
+      const msg = state.token ? 'a valid Authorization: Bearer token is required' : 'without OUTRIGGER_ADMIN_TOKEN, mutations are accepted only from loopback';
+      return json(res, state.token ? 401 : 403, { error: { code: 'UNAUTHORIZED', message: msg } }, state.token ? { 'www-authenticate': 'Bearer' } : {});
+    }
+    if (path === '/reload') {
+      state.reload().then(
+        (problems) => json(res, problems.length ? 422 : 200, problems.length ? { result: 'rejected', problems } : { result: 'success', config: { hash: state.proxy.runtime.loaded.hash } }),
+        (err: unknown) => json(res, 500, { result: 'error', message: String(err) }),
+      );
+      return;
+    }
+    const name = decodeURIComponent((bm as RegExpExecArray)[1] as string);
+    const action = (bm as RegExpExecArray)[2];
+    const breaker = state.proxy.runtime.breaker(name);
+    if (!breaker) return json(res, 404, { error: { code: 'NOT_FOUND', message: `no breaker named ${JSON.stringify(name)}` } });
+    if (action === 'isolate') breaker.isolate();
+    else breaker.reset();
+    state.proxy.log.warn({ breaker: name, action }, `breaker ${action} by admin`);
+    return json(res, 200, breaker.snapshot());
+  };
+}
+
+export function createMetricsHandler(metrics: Metrics): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    req.resume();
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found; metrics are at GET /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      },
+      (err: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`failed to collect metrics: ${String(err)}\n`);
+      },
+    );
+  };
+}

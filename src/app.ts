@@ -1,0 +1,208 @@
+// Wires the pieces into a running proxy: three listeners, the runtime built from the
+// config, reload and drain. main.ts is the CLI around this; tests start it in-process.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
+import { Metrics } from './admin/metrics.js';
+import { createAdminHandler, createMetricsHandler, type AdminState } from './admin/server.js';
+import { createLogger, effectiveLevel, type Logger } from './log.js';
+import { createProxyHandler, type ProxyState } from './proxy/http.js';
+import { Runtime } from './runtime.js';
+import { parseListen } from './util/units.js';
+import { WebSocketProxy } from './proxy/websocket.js';
+
+export interface StartOptions {
+  configPath: string;
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  /** Collect the default process/nodejs metrics (off in tests that start many instances). */
+  processMetrics?: boolean;
+  /** Watch the file for changes (default true). */
+  watch?: boolean;
+}
+
+export interface Outrigger {
+  readonly proxy: AddressInfo;
+  readonly admin: AddressInfo;
+  readonly metricsAddress: AddressInfo;
+  readonly metrics: Metrics;
+  readonly state: ProxyState;
+  readonly log: Logger;
+  /** Re-reads the config file; resolves with the problems found (empty when applied). */
+  reload(): Promise<string[]>;
+  /** The SIGTERM sequence: readiness off, serve for drain.delay, stop accepting, wait for in-flight work. */
+  drain(): Promise<void>;
+  /** Stops at once. */
+  close(): Promise<void>;
+}
+
+function listen(server: Server, address: string): Promise<AddressInfo> {
+  const { host, port } = parseListen(address) as { host: string; port: number };
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+export async function start(opts: StartOptions): Promise<Outrigger> {
+  const env = opts.env ?? process.env;
+  const loaded: LoadedConfig = loadConfigFile(opts.configPath);
+  const cfg = loaded.config;
+  const log = opts.logger ?? createLogger(effectiveLevel(cfg.log.level, env));
+  const metrics = new Metrics(opts.processMetrics ?? true);
+  const state: ProxyState = {
+    runtime: Runtime.build(loaded, metrics, log, null),
+    draining: false,
+    log,
+    inflight: 0,
+    onIdle: null,
+  };
+
+  let reloading: Promise<string[]> | null = null;
+  const admin: AdminState = {
+    proxy: state,
+    ready: false,
+    token: env.OUTRIGGER_ADMIN_TOKEN || undefined,
+    lastReloadError: null,
+    reload: () => (reloading ??= doReload().finally(() => (reloading = null))),
+  };
+
+  async function doReload(): Promise<string[]> {
+    const prev = state.runtime;
+    let next: LoadedConfig;
+    try {
+      next = loadConfigFile(opts.configPath);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [String(err)];
+      admin.lastReloadError = { at: new Date().toISOString(), problems };
+      metrics.reloads.labels('rejected').inc();
+      log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
+      return problems;
+    }
+    if (next.hash === prev.loaded.hash) return [];
+    const changedListeners = (['listen', 'admin', 'metrics'] as const).filter(
+      (k) => JSON.stringify(next.config[k]) !== JSON.stringify(prev.config[k]),
+    );
+    const rt = Runtime.build(next, metrics, log, prev);
+    state.runtime = rt;
+    admin.lastReloadError = null;
+    metrics.reloads.labels('success').inc();
+    log.info(
+      { path: opts.configPath, hash: next.hash, routes: rt.routes.length, ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
+      changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
+    );
+    void prev.retire(rt);
+    return [];
+  }
+
+  const proxyServer = createServer({ keepAliveTimeout: 5000 }, createProxyHandler(state));
+  const ws = new WebSocketProxy(state, metrics);
+  proxyServer.on('upgrade', ws.handleUpgrade);
+  const adminServer = createServer(createAdminHandler(admin));
+  const metricsServer = createServer(createMetricsHandler(metrics));
+  // Client-side socket errors (resets, bad requests) are the client's business, not a crash.
+  proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  let proxyAddr: AddressInfo;
+  let adminAddr: AddressInfo;
+  let metricsAddr: AddressInfo;
+  try {
+    proxyAddr = await listen(proxyServer, cfg.listen);
+    adminAddr = await listen(adminServer, cfg.admin.listen);
+    metricsAddr = await listen(metricsServer, cfg.metrics.listen);
+  } catch (err) {
+    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
+    throw err;
+  }
+  admin.ready = true;
+
+  const watcher = opts.watch === false ? null : new ConfigWatcher(opts.configPath, cfg.reload.pollInterval, () => void admin.reload(), log);
+
+  log.info(
+    {
+      listen: `${proxyAddr.address}:${proxyAddr.port}`,
+      admin: `${adminAddr.address}:${adminAddr.port}`,
+      metrics: `${metricsAddr.address}:${metricsAddr.port}`,
+      routes: state.runtime.routes.length,
+      config: opts.configPath,
+      hash: loaded.hash,
+    },
+    'outrigger listening',
+  );
+
+  let closed = false;
+  async function shutdown(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    watcher?.close();
+    proxyServer.closeAllConnections();
+    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
+    ws.closeAll(1001, 'proxy shutting down');
+    await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.destroy()));
+  }
+
+  return {
+    proxy: proxyAddr,
+    admin: adminAddr,
+    metricsAddress: metricsAddr,
+    metrics,
+    state,
+    log,
+    reload: admin.reload,
+    async drain() {
+      if (state.draining) return;
+      state.draining = true;
+      const { delay, timeout } = state.runtime.config.drain;
+      log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size }, 'draining: readiness is off');
+      await sleep(delay);
+      watcher?.close();
+      // Stop accepting; keep-alive sockets close as soon as they are idle.
+      const proxyClosed = closeServer(proxyServer);
+      const idleTimer = setInterval(() => proxyServer.closeIdleConnections(), 250);
+      await waitIdle(state, timeout);
+      clearInterval(idleTimer);
+      if (state.inflight > 0) log.warn({ inflight: state.inflight }, 'drain timeout: cutting in-flight requests');
+      ws.closeAll(1001, 'proxy draining');
+      proxyServer.closeAllConnections();
+      await proxyClosed;
+      await Promise.all([closeServer(adminServer), closeServer(metricsServer)]);
+      await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));
+      closed = true;
+      log.info('drained');
+    },
+    close: shutdown,
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function waitIdle(state: ProxyState, timeout: number): Promise<void> {
+  if (state.inflight === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, timeout);
+    function done() {
+      clearTimeout(t);
+      state.onIdle = null;
+      resolve();
+    }
+    state.onIdle = done;
+  });
+}

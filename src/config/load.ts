@@ -1,0 +1,365 @@
+// Reads a config file, validates it against the schema, merges `defaults` into every
+// route and runs the cross-field checks. The result is plain data, frozen, and is what
+// GET /config shows; compile.ts turns it into the runtime objects.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Defaults, type FallbackConfig, type RawConfig, type RawRoute, type UpstreamConfig } from './schema.js';
+import { parseListen } from '../util/units.js';
+
+export const DEFAULT_CONFIG_PATH = 'config/outrigger.yaml';
+export const DEFAULT_CONSECUTIVE_FAILURES = 5;
+
+export interface EffectiveBreaker {
+  enabled: boolean;
+  name: string;
+  consecutiveFailures?: number;
+  failureRate?: { threshold: number; window: number; minRequests: number };
+  halfOpenAfter: number | { base: number; max: number };
+  failOn: Defaults['breaker']['failOn'];
+}
+
+export interface EffectiveFallback extends FallbackConfig {
+  /** The response body: `body`, or the contents of `bodyFile` read at load time. */
+  body: string;
+}
+
+export interface EffectiveRoute {
+  name: string;
+  match: RawRoute['match'];
+  upstream: string;
+  rewritePrefix?: string;
+  preserveHost: boolean;
+  critical: boolean;
+  timeout: number;
+  bodyTimeout: number;
+  retry: Defaults['retry'];
+  breaker: EffectiveBreaker;
+  concurrency: Defaults['concurrency'];
+  fallback?: EffectiveFallback;
+  websocket: Defaults['websocket'];
+  upgrades: string[];
+}
+
+export interface EffectiveConfig {
+  listen: string;
+  admin: RawConfig['admin'];
+  metrics: RawConfig['metrics'];
+  log: RawConfig['log'];
+  drain: RawConfig['drain'];
+  reload: RawConfig['reload'];
+  upstreams: Record<string, UpstreamConfig>;
+  defaults: Defaults;
+  routes: EffectiveRoute[];
+}
+
+export interface LoadedConfig {
+  path: string;
+  hash: string;
+  loadedAt: Date;
+  config: EffectiveConfig;
+}
+
+/** A config that failed validation; `problems` holds every problem found, one line each. */
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `--config FILE`, then `OUTRIGGER_CONFIG`, then config/outrigger.yaml. */
+export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(flag ?? (env.OUTRIGGER_CONFIG || DEFAULT_CONFIG_PATH));
+}
+
+export function loadConfigFile(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  return loadConfigText(text, path);
+}
+
+export function loadConfigText(text: string, path: string): LoadedConfig {
+  const hash = createHash('sha256').update(text).digest('hex');
+  let doc: unknown;
+  try {
+    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const pos = err.linePos?.[0];
+      const where = pos ? ` at line ${pos.line}, column ${pos.col}` : '';
+      throw new ConfigError(path, [`YAML syntax error${where}: ${err.message.split('\n')[0]}`]);
+    }
+    throw new ConfigError(path, [`syntax error: ${(err as Error).message}`]);
+  }
+  if (doc === null || doc === undefined) doc = {};
+  const parsed = configSchema.safeParse(doc, { reportInput: true });
+  if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue));
+  const problems: string[] = [];
+  const config = buildEffective(parsed.data, dirname(path), problems);
+  if (problems.length > 0) throw new ConfigError(path, problems);
+  return { path, hash, loadedAt: new Date(), config: deepFreeze(config) };
+}
+
+// ---------------------------------------------------------------------------------------
+
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out === '' ? '(top level)' : out;
+}
+
+const got = (v: unknown): string => {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return `${typeof v} ${String(v)}`;
+};
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  const where = formatPath(issue.path);
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ');
+    case 'invalid_type':
+      if (input === undefined) return `${where}: required, expected ${issue.expected}`;
+      return `${where}: expected ${issue.expected}, got ${got(input)}`;
+    case 'invalid_value':
+      return `${where}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${got(input)}`;
+    case 'too_small':
+      if (issue.origin === 'array') return `${where}: expected at least ${String(issue.minimum)} item(s)`;
+      if (issue.origin === 'string') return `${where}: expected at least ${String(issue.minimum)} character(s)`;
+      return `${where}: expected a number ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}, got ${got(input)}`;
+    case 'too_big':
+      if (issue.origin === 'array') return `${where}: expected at most ${String(issue.maximum)} item(s)`;
+      if (issue.origin === 'string') return `${where}: expected at most ${String(issue.maximum)} character(s)`;
+      return `${where}: expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${got(input)}`;
+    case 'invalid_format':
+      if (issue.format === 'starts_with') return `${where}: expected a path starting with "/", got ${got(input)}`;
+      return `${where}: ${issue.message}`;
+    default:
+      return `${where}: ${issue.message}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+type Trip = Pick<EffectiveBreaker, 'consecutiveFailures' | 'failureRate'>;
+
+function tripOf(b: { consecutiveFailures?: number | undefined; failureRate?: EffectiveBreaker['failureRate'] | undefined }, at: string, problems: string[]): Trip | undefined {
+  if (b.consecutiveFailures !== undefined && b.failureRate !== undefined) {
+    problems.push(`${at}: set consecutiveFailures or failureRate, not both`);
+    return undefined;
+  }
+  if (b.consecutiveFailures !== undefined) return { consecutiveFailures: b.consecutiveFailures };
+  if (b.failureRate !== undefined) return { failureRate: b.failureRate };
+  return undefined;
+}
+
+function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): EffectiveConfig {
+  checkListeners(raw, problems);
+  for (const [name, up] of Object.entries(raw.upstreams)) {
+    up.endpoints.forEach((ep, i) => {
+      const problem = endpointProblem(ep);
+      if (problem) problems.push(`upstreams.${name}.endpoints[${i}]: ${problem}`);
+    });
+  }
+
+  const d = raw.defaults;
+  const defaultTrip = tripOf(d.breaker, 'defaults.breaker', problems) ?? { consecutiveFailures: DEFAULT_CONSECUTIVE_FAILURES };
+  checkPolicies('defaults', d.timeout, d.retry, d.breaker.halfOpenAfter, problems);
+  const defaultFallback = d.fallback ? resolveFallback(d.fallback, 'defaults.fallback', baseDir, problems) : undefined;
+
+  const seen = new Map<string, number>();
+  const breakers = new Map<string, { at: string; fingerprint: string }>();
+  const routes: EffectiveRoute[] = raw.routes.map((r, i) => {
+    const at = `routes[${i}]`;
+    const prev = seen.get(r.name);
+    if (prev !== undefined) problems.push(`${at}.name: duplicate route name "${r.name}" (also routes[${prev}])`);
+    else seen.set(r.name, i);
+    if (!(r.upstream in raw.upstreams)) {
+      const known = Object.keys(raw.upstreams);
+      problems.push(`${at}.upstream: unknown upstream "${r.upstream}" (${known.length ? `known: ${known.join(', ')}` : 'no upstreams are defined'})`);
+    }
+    checkMatch(r, at, problems);
+
+    const rb = r.breaker ?? {};
+    const trip = tripOf(rb, `${at}.breaker`, problems) ?? defaultTrip;
+    const breaker: EffectiveBreaker = {
+      enabled: rb.enabled ?? d.breaker.enabled,
+      name: rb.name ?? r.name,
+      ...trip,
+      halfOpenAfter: rb.halfOpenAfter ?? d.breaker.halfOpenAfter,
+      failOn: rb.failOn ?? d.breaker.failOn,
+    };
+    const rr = r.retry ?? {};
+    const retry: Defaults['retry'] = {
+      ...d.retry,
+      ...stripUndefined(rr),
+      backoff: { ...d.retry.backoff, ...stripUndefined(rr.backoff ?? {}) },
+      retryAfter: { ...d.retry.retryAfter, ...stripUndefined(rr.retryAfter ?? {}) },
+      budget: { ...d.retry.budget, ...stripUndefined(rr.budget ?? {}) },
+    };
+    const route: EffectiveRoute = {
+      name: r.name,
+      match: r.match,
+      upstream: r.upstream,
+      ...(r.rewritePrefix !== undefined ? { rewritePrefix: r.rewritePrefix } : {}),
+      preserveHost: r.preserveHost,
+      critical: r.critical,
+      timeout: r.timeout ?? d.timeout,
+      bodyTimeout: r.bodyTimeout ?? d.bodyTimeout,
+      retry,
+      breaker,
+      concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },
+      websocket: { ...d.websocket, ...stripUndefined(r.websocket ?? {}) },
+      upgrades: r.upgrades ?? d.upgrades,
+    };
+    const fallback = r.fallback ? resolveFallback(r.fallback, `${at}.fallback`, baseDir, problems) : defaultFallback;
+    if (fallback) route.fallback = fallback;
+    checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems);
+
+    if (breaker.enabled) {
+      const { name: _n, ...settings } = breaker;
+      const fingerprint = JSON.stringify(settings);
+      const shared = breakers.get(breaker.name);
+      if (shared && shared.fingerprint !== fingerprint) {
+        problems.push(`${at}.breaker: shares breaker "${breaker.name}" with ${shared.at} but with different settings; shared breakers need identical settings`);
+      } else if (!shared) breakers.set(breaker.name, { at, fingerprint });
+    }
+    return route;
+  });
+
+  return {
+    listen: raw.listen,
+    admin: raw.admin,
+    metrics: raw.metrics,
+    log: raw.log,
+    drain: raw.drain,
+    reload: raw.reload,
+    upstreams: raw.upstreams,
+    defaults: d,
+    routes,
+  };
+}
+
+function checkPolicies(at: string, timeout: number, retry: Defaults['retry'], halfOpen: EffectiveBreaker['halfOpenAfter'], problems: string[]): void {
+  if (timeout > 0 && retry.perTryTimeout > timeout) {
+    problems.push(`${at}.retry.perTryTimeout: ${retry.perTryTimeout}ms is longer than the route timeout of ${timeout}ms`);
+  }
+  if (retry.backoff.base > retry.backoff.max) {
+    problems.push(`${at}.retry.backoff: base (${retry.backoff.base}ms) is greater than max (${retry.backoff.max}ms)`);
+  }
+  if (retry.on.includes('retriable-status') && retry.statuses.length === 0) {
+    problems.push(`${at}.retry.on: retriable-status is listed but retry.statuses is empty`);
+  }
+  if (typeof halfOpen === 'object' && halfOpen.base > halfOpen.max) {
+    problems.push(`${at}.breaker.halfOpenAfter: base (${halfOpen.base}ms) is greater than max (${halfOpen.max}ms)`);
+  }
+}
+
+function checkMatch(r: RawRoute, at: string, problems: string[]): void {
+  const m = r.match;
+  const kinds = [m.pathPrefix, m.path, m.pathRegex].filter((x) => x !== undefined).length;
+  if (kinds > 1) problems.push(`${at}.match: set at most one of pathPrefix, path, pathRegex`);
+  if (m.pathRegex !== undefined) {
+    const err = regexProblem(m.pathRegex);
+    if (err) problems.push(`${at}.match.pathRegex: ${err}`);
+  }
+  for (const [h, v] of Object.entries(m.headers ?? {})) {
+    if (typeof v === 'object' && 'regex' in v) {
+      const err = regexProblem(v.regex);
+      if (err) problems.push(`${at}.match.headers.${h}.regex: ${err}`);
+    }
+  }
+  if (r.rewritePrefix !== undefined && m.pathPrefix === undefined && m.path === undefined) {
+    problems.push(`${at}.rewritePrefix: needs match.pathPrefix or match.path to know what to replace`);
+  }
+}
+
+function regexProblem(src: string): string | undefined {
+  try {
+    new RegExp(src);
+    return undefined;
+  } catch (err) {
+    return `invalid regular expression: ${(err as Error).message}`;
+  }
+}
+
+function endpointProblem(ep: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(ep);
+  } catch {
+    return `expected an http URL like "http://10.0.0.1:8080", got ${JSON.stringify(ep)}`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected an http:// or https:// URL, got ${JSON.stringify(ep)}`;
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) return `an endpoint is an origin only (scheme, host, port), got ${JSON.stringify(ep)}`;
+  if (url.username || url.password) return `credentials in endpoint URLs are not supported, got ${JSON.stringify(ep)}`;
+  return undefined;
+}
+
+function checkListeners(raw: RawConfig, problems: string[]): void {
+  const entries: Array<[string, string]> = [
+    ['listen', raw.listen],
+    ['admin.listen', raw.admin.listen],
+    ['metrics.listen', raw.metrics.listen],
+  ];
+  const parsed = entries.map(([k, v]) => [k, v, parseListen(v)] as const);
+  for (let i = 0; i < parsed.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const [ki, vi, a] = parsed[i] as (typeof parsed)[number];
+      const [kj, vj, b] = parsed[j] as (typeof parsed)[number];
+      if (!a || !b || a.port === 0 || a.port !== b.port) continue;
+      const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
+      if (a.host === b.host || wildcard(a.host) || wildcard(b.host)) {
+        problems.push(`${ki}: ${vi} collides with ${kj} (${vj}); each listener needs its own port`);
+      }
+    }
+  }
+}
+
+function resolveFallback(f: FallbackConfig, at: string, baseDir: string, problems: string[]): EffectiveFallback {
+  if (f.body !== undefined && f.bodyFile !== undefined) {
+    problems.push(`${at}: set body or bodyFile, not both`);
+    return { ...f, body: f.body };
+  }
+  if (f.bodyFile !== undefined) {
+    try {
+      return { ...f, body: readFileSync(resolve(baseDir, f.bodyFile), 'utf8') };
+    } catch (err) {
+      problems.push(`${at}.bodyFile: cannot read ${JSON.stringify(f.bodyFile)}: ${(err as Error).message}`);
+      return { ...f, body: '' };
+    }
+  }
+  return { ...f, body: f.body ?? '' };
+}
+
+function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as { [K in keyof T]: Exclude<T[K], undefined> };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,282 @@
+// The config file's schema: the single source of the config types and of the generated
+// JSON Schema (schema/outrigger.schema.json). Every key carries its default here, so the
+// README, the JSON Schema and the runtime can never disagree about one.
+import { z } from 'zod';
+import { parseDuration, parseListen, parseSize } from '../util/units.js';
+
+const describeGot = (v: unknown): string =>
+  typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : String(v);
+
+/** A duration: "250ms", "2s", "1m", "1h", or a number of milliseconds. Output: milliseconds. */
+export const duration = z
+  .union([z.number(), z.string()], {
+    error: (iss) => `expected a duration like "250ms", got ${describeGot(iss.input)}`,
+  })
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like "250ms", got ${describeGot(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .meta({ description: 'A duration such as "250ms", "2s", "1m", or a number of milliseconds.' });
+
+/** A size: "64KiB", "1MiB", "512B", or a number of bytes. Output: bytes. */
+export const size = z
+  .union([z.number(), z.string()], {
+    error: (iss) => `expected a size like "64KiB", got ${describeGot(iss.input)}`,
+  })
+  .transform((v, ctx) => {
+    const bytes = parseSize(v);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size like "64KiB", got ${describeGot(v)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  })
+  .meta({ description: 'A size such as "64KiB", "1MiB", or a number of bytes.' });
+
+const listenAddress = z.string().refine((s) => parseListen(s) !== undefined, {
+  error: (iss) => `expected a listen address like "0.0.0.0:15001", got ${describeGot(iss.input)}`,
+});
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const name = z.string().regex(NAME_RE, {
+  error: (iss) => `expected a name of letters, digits, "_", "." or "-" (at most 63 characters), got ${describeGot(iss.input)}`,
+});
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
+const method = z.string().regex(/^[A-Z]+$/, { error: (iss) => `expected an upper-case HTTP method like "GET", got ${describeGot(iss.input)}` });
+
+const statusCode = z.number().int().min(100).max(599);
+
+// ---------------------------------------------------------------------------------------
+// Policies. Each block is built twice: with defaults (the `defaults:` section) and with
+// every key optional (a route, which overrides `defaults` key by key).
+// ---------------------------------------------------------------------------------------
+
+export const RETRY_ON = ['connect-failure', 'refused-stream', 'reset', 'gateway-error', '5xx', 'retriable-status'] as const;
+export const JITTER = ['full', 'equal', 'decorrelated', 'none'] as const;
+export const FAIL_ON = ['connect-failure', 'reset', 'timeout', 'gateway-error', '5xx'] as const;
+export const FALLBACK_ON = ['breaker-open', 'timeout', 'upstream-unavailable', '5xx', 'overloaded'] as const;
+
+type Shape = Record<string, z.ZodType>;
+type Defaulted<S extends Shape> = z.ZodObject<{ [K in keyof S]: z.ZodDefault<S[K]> }, z.core.$strict>;
+type Optional<S extends Shape> = z.ZodObject<{ [K in keyof S]: z.ZodOptional<S[K]> }, z.core.$strict>;
+
+/** The `defaults:` form of a block: every key has its default. */
+function defaulted<S extends Shape>(shape: S, defaults: { [K in keyof S]: z.input<S[K]> }): Defaulted<S> {
+  const out: Shape = {};
+  for (const key of Object.keys(shape)) out[key] = (shape[key] as z.ZodType).default(defaults[key] as never);
+  return z.strictObject(out) as unknown as Defaulted<S>;
+}
+
+/** The route form of a block: every key optional, so a route overrides `defaults` key by key. */
+function optional<S extends Shape>(shape: S): Optional<S> {
+  const out: Shape = {};
+  for (const key of Object.keys(shape)) out[key] = (shape[key] as z.ZodType).optional();
+  return z.strictObject(out) as unknown as Optional<S>;
+}
+
+const backoffShape = {
+  base: duration,
+  max: duration,
+  jitter: z.enum(JITTER),
+};
+const backoffDefaults = { base: 25, max: 250, jitter: 'full' } as const;
+
+const retryAfterShape = { honor: z.boolean(), max: duration };
+const retryAfterDefaults = { honor: true, max: 2000 };
+
+const budgetShape = {
+  enabled: z.boolean(),
+  ratio: z.number().min(0).max(1),
+  minPerSecond: z.number().min(0),
+  window: duration.refine((ms) => ms >= 1000, { error: 'expected a window of at least 1s' }),
+};
+const budgetDefaults = { enabled: true, ratio: 0.2, minPerSecond: 10, window: 10_000 };
+
+const retryScalars = {
+  attempts: z.number().int().min(0).max(10).meta({ description: 'Retries after the first try; 0 turns retries off.' }),
+  perTryTimeout: duration.meta({ description: 'Timeout for each attempt; 0 means only the route deadline applies.' }),
+  on: z.array(z.enum(RETRY_ON)),
+  statuses: z.array(statusCode).meta({ description: 'Status codes retried when `on` has retriable-status.' }),
+  methods: z.array(method),
+  idempotencyHeader: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).transform((s) => s.toLowerCase()),
+  bufferBody: size.meta({ description: 'Request bodies up to this size are buffered so they can be replayed.' }),
+};
+const retryScalarDefaults = {
+  attempts: 2,
+  perTryTimeout: 0,
+  on: ['connect-failure', 'refused-stream', 'reset', 'gateway-error'] as RetryOn[],
+  statuses: [] as number[],
+  methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+  idempotencyHeader: 'idempotency-key',
+  bufferBody: 65536,
+};
+
+const retryFull = defaulted(retryScalars, retryScalarDefaults).extend({
+  backoff: defaulted(backoffShape, backoffDefaults).prefault({}),
+  retryAfter: defaulted(retryAfterShape, retryAfterDefaults).prefault({}),
+  budget: defaulted(budgetShape, budgetDefaults).prefault({}),
+});
+const retryPartial = optional(retryScalars).extend({
+  backoff: optional(backoffShape).optional(),
+  retryAfter: optional(retryAfterShape).optional(),
+  budget: optional(budgetShape).optional(),
+});
+
+const failureRate = z.strictObject({
+  threshold: z.number().gt(0).lt(1).meta({ description: 'Open when failures exceed this share of requests in the window (0 < t < 1).' }),
+  window: duration.default(10_000),
+  minRequests: z.number().int().min(1).default(20),
+});
+
+const halfOpenAfter = z.union([duration, z.strictObject({ base: duration, max: duration })], {
+  error: () => 'expected a duration like "10s" or { base, max }',
+});
+
+const failOn = z.array(
+  z.union([z.enum(FAIL_ON), statusCode], {
+    error: (iss) => `expected one of ${FAIL_ON.join(' | ')} or a status code, got ${describeGot(iss.input)}`,
+  }),
+);
+
+const breakerShape = {
+  enabled: z.boolean(),
+  halfOpenAfter,
+  failOn,
+};
+const breakerDefaults = {
+  enabled: true,
+  halfOpenAfter: 10_000,
+  failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'] as FailOn[],
+};
+// The trip condition has no schema default: when neither is set, consecutiveFailures: 5
+// applies (load.ts), so that a route choosing failureRate is not also handed the default.
+const breakerTrip = {
+  consecutiveFailures: z.number().int().min(1).optional().meta({ description: 'Open after this many failures in a row (default 5).' }),
+  failureRate: failureRate.optional(),
+};
+const breakerFull = defaulted(breakerShape, breakerDefaults).extend(breakerTrip);
+const breakerPartial = optional(breakerShape).extend(breakerTrip).extend({
+  name: name.optional().meta({ description: 'Share one breaker between the routes that give the same name.' }),
+});
+
+const concurrencyShape = { max: z.number().int().min(1), queue: z.number().int().min(0) };
+const concurrencyDefaults = { max: 1024, queue: 0 };
+
+const fallbackSchema = z.strictObject({
+  on: z.array(z.enum(FALLBACK_ON)).default(['breaker-open', 'timeout', 'upstream-unavailable']),
+  status: statusCode.default(200),
+  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), z.string()).default({}),
+  body: z.string().optional(),
+  bodyFile: z.string().optional(),
+});
+
+const websocketShape = {
+  handshakeTimeout: duration,
+  idleTimeout: duration,
+  maxLifetime: duration,
+  maxConnections: z.number().int().min(1),
+  ping: duration,
+};
+const websocketDefaults = { handshakeTimeout: 5000, idleTimeout: 0, maxLifetime: 0, maxConnections: 10_000, ping: 0 };
+
+const upgradeToken = z.string().regex(/^[A-Za-z0-9._-]+$/).transform((s) => s.toLowerCase());
+
+export const defaultsSchema = z.strictObject({
+  timeout: duration.default(15_000).meta({ description: 'Deadline from request start to response headers, retries and backoff included; 0 = none.' }),
+  bodyTimeout: duration.default(30_000).meta({ description: 'Longest idle gap while streaming the response body; 0 = none.' }),
+  retry: retryFull.prefault({}),
+  breaker: breakerFull.prefault({}),
+  concurrency: defaulted(concurrencyShape, concurrencyDefaults).prefault({}),
+  fallback: fallbackSchema.optional(),
+  websocket: defaulted(websocketShape, websocketDefaults).prefault({}),
+  upgrades: z.array(upgradeToken).default(['websocket']),
+});
+
+const routePolicies = {
+  timeout: duration.optional(),
+  bodyTimeout: duration.optional(),
+  retry: retryPartial.optional(),
+  breaker: breakerPartial.optional(),
+  concurrency: optional(concurrencyShape).optional(),
+  fallback: fallbackSchema.optional(),
+  websocket: optional(websocketShape).optional(),
+  upgrades: z.array(upgradeToken).optional(),
+};
+
+const headerMatch = z.union(
+  [
+    z.string(),
+    z.strictObject({ exact: z.string() }),
+    z.strictObject({ prefix: z.string() }),
+    z.strictObject({ regex: z.string() }),
+    z.strictObject({ present: z.boolean() }),
+  ],
+  { error: () => 'expected a string, or one of { exact }, { prefix }, { regex }, { present }' },
+);
+
+export const matchSchema = z.strictObject({
+  host: z.string().min(1).optional().meta({ description: 'Host to match, port ignored unless given; "*.example" matches subdomains; "*" matches any.' }),
+  pathPrefix: z.string().startsWith('/').optional(),
+  path: z.string().startsWith('/').optional(),
+  pathRegex: z.string().optional(),
+  methods: z.array(method).optional(),
+  headers: z.record(z.string(), headerMatch).optional(),
+});
+
+export const routeSchema = z.strictObject({
+  name,
+  match: matchSchema.prefault({}),
+  upstream: name,
+  rewritePrefix: z.string().startsWith('/').optional(),
+  preserveHost: z.boolean().default(false),
+  critical: z.boolean().default(false),
+  ...routePolicies,
+});
+
+export const upstreamSchema = z.strictObject({
+  endpoints: z.array(z.string()).min(1, { error: 'expected at least one endpoint' }),
+  connectTimeout: duration.default(1000),
+  maxConnections: z.number().int().min(1).default(128),
+  keepAliveTimeout: duration.default(4000),
+});
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const configSchema = z
+  .strictObject({
+    $schema: z.string().optional().meta({ description: 'Ignored; lets editors find the JSON Schema.' }),
+    listen: listenAddress.default('0.0.0.0:15001'),
+    admin: z.strictObject({ listen: listenAddress.default('0.0.0.0:15000') }).prefault({}),
+    metrics: z.strictObject({ listen: listenAddress.default('0.0.0.0:15090') }).prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(LOG_LEVELS).default('info'),
+        accessLog: z
+          .union([z.boolean(), z.strictObject({ sample: z.number().min(0).max(1) })], {
+            error: () => 'expected true, false or { sample: 0..1 }',
+          })
+          .default(false),
+      })
+      .prefault({}),
+    drain: z.strictObject({ delay: duration.default(5000), timeout: duration.default(25_000) }).prefault({}),
+    reload: z.strictObject({ pollInterval: duration.default(5000) }).prefault({}),
+    upstreams: z.record(name, upstreamSchema).default({}),
+    defaults: defaultsSchema.prefault({}),
+    routes: z.array(routeSchema).default([]),
+  })
+  .meta({ title: 'Outrigger config', description: 'Outrigger resilience sidecar proxy configuration.' });
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawRoute = z.output<typeof routeSchema>;
+export type Defaults = z.output<typeof defaultsSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type RetryOn = (typeof RETRY_ON)[number];
+export type FailOn = (typeof FAIL_ON)[number];
+export type FallbackOn = (typeof FALLBACK_ON)[number];
+export type Jitter = (typeof JITTER)[number];
+export type FallbackConfig = z.output<typeof fallbackSchema>;

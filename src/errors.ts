@@ -1,0 +1,50 @@
+// Errors the proxy makes itself. Every layer throws or returns a ProxyError; only
+// `errorResponse` turns one into HTTP, so codes, statuses and body shape live here alone.
+
+export const ERROR_CODES = {
+  OUTRIGGER_NO_ROUTE: { status: 404, message: 'no route matches this request' },
+  OUTRIGGER_BREAKER_OPEN: { status: 503, message: 'the circuit breaker is open' },
+  OUTRIGGER_TIMEOUT: { status: 504, message: 'the upstream did not answer within the deadline' },
+  OUTRIGGER_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the upstream could not be reached' },
+  OUTRIGGER_OVERLOADED: { status: 503, message: 'too many requests in flight on this route' },
+  OUTRIGGER_BAD_REQUEST: { status: 400, message: 'the request cannot be proxied' },
+  OUTRIGGER_INTERNAL: { status: 500, message: 'the proxy failed unexpectedly; see its error log' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class ProxyError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    /** Seconds for a `retry-after` header (breaker-open). */
+    readonly retryAfter?: number,
+  ) {
+    super(message ?? ERROR_CODES[code].message);
+    this.name = 'ProxyError';
+    this.status = ERROR_CODES[code].status;
+  }
+}
+
+export interface ErrorResponse {
+  status: number;
+  headers: string[];
+  body: Buffer;
+}
+
+/** The one place a ProxyError becomes an HTTP response. */
+export function errorResponse(err: ProxyError, route: string | null, attempts: number, requestId: string): ErrorResponse {
+  const body = Buffer.from(
+    JSON.stringify({ error: { code: err.code, message: err.message, route, attempts } }),
+  );
+  const headers = [
+    'content-type', 'application/json',
+    'content-length', String(body.length),
+    'x-outrigger-error', err.code,
+    'x-request-id', requestId,
+  ];
+  if (attempts > 0) headers.push('x-outrigger-attempts', String(attempts));
+  if (err.retryAfter !== undefined) headers.push('retry-after', String(err.retryAfter));
+  return { status: err.status, headers, body };
+}

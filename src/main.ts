@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// The `outrigger` command: run the proxy, or check a config file.
+//   outrigger [--config FILE]            run
+//   outrigger check FILE [--format json] validate; exit 0 valid, 1 invalid, 2 usage error
+//   outrigger --version | --help
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { ConfigError, loadConfigFile, resolveConfigPath } from './config/load.js';
+import { start } from './app.js';
+
+const USAGE = `Usage:
+  outrigger [--config FILE]              run the proxy (config: --config, then $OUTRIGGER_CONFIG, then config/outrigger.yaml)
+  outrigger check FILE [--format json]   validate a config file and exit
+  outrigger --version                    print the version
+  outrigger --help                       print this help
+
+Exit codes of check: 0 valid, 1 invalid, 2 usage error.
+Environment: OUTRIGGER_CONFIG, OUTRIGGER_LOG_LEVEL, OUTRIGGER_ADMIN_TOKEN.
+`;
+
+function version(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const pkg = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function usageError(msg: string): never {
+  process.stderr.write(`outrigger: ${msg}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function check(args: string[]): never {
+  let file: string | undefined;
+  let format: 'text' | 'json' = 'text';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--format') {
+      const f = args[++i];
+      if (f !== 'json' && f !== 'text') usageError(`--format takes json or text, got ${f ?? 'nothing'}`);
+      format = f;
+    } else if (a.startsWith('--format=')) {
+      const f = a.slice(9);
+      if (f !== 'json' && f !== 'text') usageError(`--format takes json or text, got ${f}`);
+      format = f;
+    } else if (a.startsWith('-')) usageError(`unknown option ${a}`);
+    else if (file === undefined) file = a;
+    else usageError(`check takes one file, got another: ${a}`);
+  }
+  if (file === undefined) usageError('check needs a FILE');
+  const path = resolveConfigPath(file);
+  try {
+    const loaded = loadConfigFile(path);
+    const c = loaded.config;
+    const breakers = new Set(c.routes.filter((r) => r.breaker.enabled).map((r) => r.breaker.name));
+    const summary = { valid: true, file: path, hash: loaded.hash, routes: c.routes.length, upstreams: Object.keys(c.upstreams).length, breakers: breakers.size, problems: [] };
+    if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
+    else process.stdout.write(`${path}: OK (${summary.routes} routes, ${summary.upstreams} upstreams, ${summary.breakers} breakers)\n`);
+    process.exit(0);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (format === 'json') process.stdout.write(JSON.stringify({ valid: false, file: path, problems: err.problems }) + '\n');
+    else process.stdout.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+async function run(args: string[]): Promise<void> {
+  let configFlag: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--config' || a === '-c') {
+      configFlag = args[++i];
+      if (configFlag === undefined) usageError('--config needs a FILE');
+    } else if (a.startsWith('--config=')) configFlag = a.slice(9);
+    else usageError(`unknown argument ${a}`);
+  }
+  const configPath = resolveConfigPath(configFlag);
+  let app;
+  try {
+    app = await start({ configPath });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`outrigger: invalid config\n${err.message}\n`);
+      process.exit(1);
+    }
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`outrigger: cannot start: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
+    process.exit(1);
+  }
+  let signals = 0;
+  const onStop = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      app.log.warn({ signal: sig }, 'second signal: exiting now');
+      app.log.flush();
+      process.exit(130);
+    }
+    app.log.info({ signal: sig }, 'shutting down');
+    app.drain().then(
+      () => {
+        app.log.flush(() => process.exit(0));
+        setTimeout(() => process.exit(0), 1000).unref();
+      },
+      (err: unknown) => {
+        app.log.error({ err }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => void app.reload());
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === '--version' || argv[0] === '-v') {
+  process.stdout.write(`outrigger ${version()}\n`);
+} else if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+  process.stdout.write(USAGE);
+} else if (argv[0] === 'check') {
+  check(argv.slice(1));
+} else {
+  void run(argv);
+}

@@ -1,0 +1,223 @@
+// Circuit breaker: a thin wrapper over cockatiel's CircuitBreakerPolicy with its
+// ConsecutiveBreaker or SamplingBreaker. The wrapper adds what a proxy needs around it:
+// the failOn vocabulary, fail-fast while a half-open probe is out, the time until the
+// next probe (for retry-after and /health), and transition hooks for logs and metrics.
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  ConstantBackoff,
+  ExponentialBackoff,
+  IsolatedCircuitError,
+  SamplingBreaker,
+  circuitBreaker,
+  handleWhen,
+  noJitterGenerator,
+  type IBackoff,
+  type IBackoffFactory,
+  type IDisposable,
+  type IHalfOpenAfterBackoffContext,
+} from 'cockatiel';
+import type { EffectiveBreaker } from '../config/load.js';
+import { AttemptError, type FailureKind } from './outcome.js';
+import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+
+export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
+export const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open', 'isolated'];
+
+const STATE_NAMES: Record<CircuitState, BreakerState> = {
+  [CircuitState.Closed]: 'closed',
+  [CircuitState.Open]: 'open',
+  [CircuitState.HalfOpen]: 'half-open',
+  [CircuitState.Isolated]: 'isolated',
+};
+
+export interface BreakerHooks {
+  onTransition(breaker: Breaker, from: BreakerState, to: BreakerState): void;
+  onReject(breaker: Breaker): void;
+}
+
+/** Thrown when the breaker refuses a call; never retried. */
+export class BreakerOpenError extends Error {
+  constructor(readonly retryAfterSeconds: number) {
+    super('breaker open');
+    this.name = 'BreakerOpenError';
+  }
+}
+
+/** Records the open time cockatiel chose, so we can say when the probe will go out. */
+class RecordingBackoff implements IBackoff<IHalfOpenAfterBackoffContext> {
+  readonly duration: number;
+  constructor(
+    private readonly inner: IBackoff<IHalfOpenAfterBackoffContext>,
+    private readonly owner: Breaker,
+  ) {
+    this.duration = inner.duration;
+    owner.openForMs = inner.duration;
+  }
+  next(ctx: IHalfOpenAfterBackoffContext): IBackoff<IHalfOpenAfterBackoffContext> {
+    return new RecordingBackoff(this.inner.next(ctx), this.owner);
+  }
+}
+
+export interface BreakerSnapshot {
+  name: string;
+  routes: string[];
+  state: BreakerState;
+  since: string;
+  consecutiveFailures: number;
+  opens: number;
+  retryAfterSeconds: number | null;
+}
+
+export class Breaker {
+  readonly policy: CircuitBreakerPolicy;
+  readonly routes: string[] = [];
+  state: BreakerState = 'closed';
+  since = new Date();
+  consecutiveFailures = 0;
+  opens = 0;
+  /** @internal set by RecordingBackoff */
+  openForMs = 0;
+  private openedAt = 0;
+  private isolation: IDisposable | null = null;
+  private readonly failKinds: ReadonlySet<FailureKind>;
+  private readonly failGateway: boolean;
+  private readonly fail5xx: boolean;
+  private readonly failStatuses: ReadonlySet<number>;
+  private readonly baseOpenMs: number;
+
+  constructor(
+    readonly name: string,
+    readonly settings: EffectiveBreaker,
+    private readonly hooks: BreakerHooks,
+  ) {
+    const kinds = new Set<FailureKind>();
+    const statuses = new Set<number>();
+    for (const f of settings.failOn) {
+      if (typeof f === 'number') statuses.add(f);
+      else if (f === 'connect-failure' || f === 'reset' || f === 'timeout') kinds.add(f);
+    }
+    this.failKinds = kinds;
+    this.failStatuses = statuses;
+    this.failGateway = settings.failOn.includes('gateway-error');
+    this.fail5xx = settings.failOn.includes('5xx');
+
+    const hoa = settings.halfOpenAfter;
+    this.baseOpenMs = typeof hoa === 'number' ? hoa : hoa.base;
+    const inner: IBackoffFactory<IHalfOpenAfterBackoffContext> =
+      typeof hoa === 'number'
+        ? new ConstantBackoff(hoa)
+        : new ExponentialBackoff({ initialDelay: hoa.base, maxDelay: hoa.max, generator: noJitterGenerator });
+    const factory: IBackoffFactory<IHalfOpenAfterBackoffContext> = {
+      next: (ctx) => new RecordingBackoff(inner.next(ctx), this),
+    };
+    const trip = settings.failureRate
+      ? new SamplingBreaker({
+          threshold: settings.failureRate.threshold,
+          duration: settings.failureRate.window,
+          minimumRps: settings.failureRate.minRequests / (settings.failureRate.window / 1000),
+        })
+      : new ConsecutiveBreaker(settings.consecutiveFailures ?? 5);
+
+    // A failed attempt is an AttemptError whose kind failOn lists; results are judged by
+    // status below. Anything else (a client that went away) is neither success nor failure.
+    const failurePolicy = handleWhen((err) => err instanceof AttemptError && this.failKinds.has(err.kind)).orWhenResult(
+      (r) => this.isFailureStatus((r as { status: number }).status),
+    );
+    this.policy = circuitBreaker(failurePolicy, { halfOpenAfter: factory, breaker: trip });
+    this.policy.onFailure((e) => {
+      if (e.handled) this.consecutiveFailures++;
+    });
+    this.policy.onSuccess(() => {
+      this.consecutiveFailures = 0;
+    });
+    this.policy.onStateChange((s) => this.transition(STATE_NAMES[s]));
+  }
+
+  isFailureStatus(status: number): boolean {
+    if (status < 500) return this.failStatuses.size > 0 && this.failStatuses.has(status);
+    if (this.fail5xx) return true;
+    if (this.failGateway && (status === 502 || status === 503 || status === 504)) return true;
+    return this.failStatuses.has(status);
+  }
+
+  /**
+   * Runs one attempt through the breaker. `fn` learns whether it is the half-open probe,
+   * whose outcome must be recorded even if the client leaves.
+   */
+  execute<T extends { status: number }>(fn: (probe: boolean) => Promise<T>): Promise<T> {
+    const p = this.policy;
+    if (p.state === CircuitState.HalfOpen) {
+      // cockatiel would park this call behind the probe; a proxy fails fast instead.
+      this.hooks.onReject(this);
+      return Promise.reject(new BreakerOpenError(1));
+    }
+    return p.execute(() => fn(p.state !== CircuitState.Closed)).catch((err: unknown) => {
+      if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
+        this.hooks.onReject(this);
+        throw new BreakerOpenError(this.retryAfterSeconds() ?? 1);
+      }
+      throw err;
+    });
+  }
+
+  /** Holds the breaker open until `reset()`. */
+  isolate(): void {
+    if (!this.isolation) this.isolation = this.policy.isolate();
+  }
+
+  /** Ends an isolation; a breaker that was not isolated is left alone. */
+  reset(): boolean {
+    if (!this.isolation) return false;
+    this.isolation.dispose();
+    this.isolation = null;
+    return true;
+  }
+
+  /** Whole seconds until the half-open probe; null while closed. */
+  retryAfterSeconds(): number | null {
+    switch (this.state) {
+      case 'closed':
+        return null;
+      case 'half-open':
+        return 1;
+      case 'isolated':
+        // No end time while isolated: the configured open time is the honest hint.
+        return Math.max(1, Math.ceil(this.baseOpenMs / 1000));
+      case 'open':
+        return Math.max(1, Math.ceil((this.openedAt + this.openForMs - Date.now()) / 1000));
+    }
+  }
+
+  snapshot(): BreakerSnapshot {
+    return {
+      name: this.name,
+      routes: [...this.routes],
+      state: this.state,
+      since: this.since.toISOString(),
+      consecutiveFailures: this.consecutiveFailures,
+      opens: this.opens,
+      retryAfterSeconds: this.retryAfterSeconds(),
+    };
+  }
+
+  private transition(to: BreakerState): void {
+    const from = this.state;
+    if (from === to) return;
+    this.state = to;
+    this.since = new Date();
+    if (to === 'open') {
+      this.opens++;
+      this.openedAt = Date.now();
+    }
+    if (to === 'closed') this.consecutiveFailures = 0;
+    this.hooks.onTransition(this, from, to);
+  }
+}
+
+/** Layer: every attempt, retries included, passes the route's breaker. */
+export function breakerLayer(breaker: Breaker, next: (ex: Exchange, probe: boolean) => Promise<Reply>): Handler {
+  return (ex) => breaker.execute((probe) => next(ex, probe));
+}

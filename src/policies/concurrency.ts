@@ -1,0 +1,41 @@
+// Concurrency limit (cockatiel bulkhead): at most `max` requests in flight per route,
+// `queue` more waiting. A slot is held until the response has fully ended, not just
+// until headers, because that is when the upstream connection is free again.
+import { BulkheadRejectedError, type BulkheadPolicy } from 'cockatiel';
+import { ProxyError } from '../errors.js';
+import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+
+function overloaded(ex: Exchange): ProxyError {
+  ex.route.metrics.overload.inc();
+  return new ProxyError('OUTRIGGER_OVERLOADED');
+}
+
+export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handler {
+  return (ex) => {
+    if (bulkhead.executionSlots <= 0 && bulkhead.queueSlots <= 0) return Promise.reject(overloaded(ex));
+    return new Promise<Reply>((resolve, reject) => {
+      let queueTimer: NodeJS.Timeout | null = null;
+      if (bulkhead.executionSlots <= 0) {
+        // Queued: the deadline still holds while waiting for a slot.
+        const left = ex.remaining();
+        if (left !== Infinity) {
+          queueTimer = setTimeout(() => {
+            ex.route.metrics.timeout('total');
+            reject(new ProxyError('OUTRIGGER_TIMEOUT', 'the deadline passed while waiting for a concurrency slot'));
+          }, Math.max(0, left));
+        }
+      }
+      bulkhead
+        .execute(() => {
+          if (queueTimer !== null) clearTimeout(queueTimer);
+          if (ex.finished) return undefined;
+          next(ex).then(resolve, reject);
+          return ex.completion();
+        })
+        .catch((err: unknown) => {
+          if (queueTimer !== null) clearTimeout(queueTimer);
+          reject(err instanceof BulkheadRejectedError ? overloaded(ex) : err);
+        });
+    });
+  };
+}

@@ -1,0 +1,84 @@
+// Fallback: when a listed trigger fires, the client gets the route's configured response
+// (built once per config) with `x-outrigger-fallback: <trigger>`, instead of an error.
+import type { EffectiveFallback } from '../config/load.js';
+import type { FallbackOn } from '../config/schema.js';
+import { ProxyError, type ErrorCode } from '../errors.js';
+import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+
+const TRIGGER_OF: Partial<Record<ErrorCode, FallbackOn>> = {
+  OUTRIGGER_BREAKER_OPEN: 'breaker-open',
+  OUTRIGGER_TIMEOUT: 'timeout',
+  OUTRIGGER_UPSTREAM_UNAVAILABLE: 'upstream-unavailable',
+  OUTRIGGER_OVERLOADED: 'overloaded',
+};
+
+/** A response the proxy makes itself: a fallback or an error. */
+export class StaticReply implements Reply {
+  constructor(
+    readonly status: number,
+    private readonly headers: readonly string[],
+    private readonly body: Buffer,
+    private readonly trigger: FallbackOn | null,
+  ) {}
+
+  send(ex: Exchange): void {
+    const headers = this.headers.slice();
+    if (this.trigger !== null) headers.push('x-outrigger-fallback', this.trigger);
+    if (ex.attempts > 0) headers.push('x-outrigger-attempts', String(ex.attempts));
+    if (ex.closeConnection) headers.push('connection', 'close');
+    ex.status = this.status;
+    ex.bytesOut += this.body.length;
+    ex.res.writeHead(this.status, headers);
+    ex.res.end(ex.method === 'HEAD' ? undefined : this.body);
+  }
+
+  discard(): void {}
+}
+
+export class FallbackPlan {
+  private readonly triggers: ReadonlySet<FallbackOn>;
+  private readonly on5xx: boolean;
+  private readonly headers: string[];
+  private readonly body: Buffer;
+
+  constructor(readonly settings: EffectiveFallback) {
+    this.triggers = new Set(settings.on);
+    this.on5xx = this.triggers.has('5xx');
+    this.body = Buffer.from(settings.body);
+    const headers: string[] = [];
+    let hasLength = false;
+    for (const [k, v] of Object.entries(settings.headers)) {
+      const lower = k.toLowerCase();
+      if (lower === 'content-length') hasLength = true;
+      headers.push(lower, v);
+    }
+    if (!hasLength) headers.push('content-length', String(this.body.length));
+    this.headers = headers;
+  }
+
+  replyFor(ex: Exchange, trigger: FallbackOn): StaticReply {
+    ex.fallbackTrigger = trigger;
+    ex.route.metrics.fallback(trigger);
+    return new StaticReply(this.settings.status, this.headers, this.body, trigger);
+  }
+
+  layer(next: Handler): Handler {
+    return (ex) =>
+      next(ex).then(
+        (reply) => {
+          if (this.on5xx && reply.status >= 500 && !(reply instanceof StaticReply)) {
+            reply.discard();
+            return this.replyFor(ex, '5xx');
+          }
+          return reply;
+        },
+        (err: unknown) => {
+          if (err instanceof ProxyError) {
+            const trigger = TRIGGER_OF[err.code];
+            if (trigger !== undefined && this.triggers.has(trigger)) return this.replyFor(ex, trigger);
+          }
+          throw err;
+        },
+      );
+  }
+}

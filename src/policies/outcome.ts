@@ -1,0 +1,66 @@
+// How one attempt ended, in the closed vocabulary that retry `on`, breaker `failOn`,
+// fallback triggers and metric labels are all written in.
+
+/** Why an attempt failed before response headers. */
+export type FailureKind = 'connect-failure' | 'refused-stream' | 'reset' | 'timeout' | 'client-abort';
+
+/** Which timer fired: the per-try timeout or the route deadline. */
+export type TimeoutKind = 'per_try' | 'total';
+
+/** Label values of outrigger_upstream_attempts_total{outcome}. */
+export const ATTEMPT_OUTCOMES = ['success', 'http_4xx', 'http_5xx', 'timeout', 'connect_failure', 'reset'] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+
+/** An attempt that failed before response headers. Thrown inside the policy stack only. */
+export class AttemptError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    override readonly cause?: unknown,
+    readonly timeoutKind?: TimeoutKind,
+  ) {
+    super(kind);
+    this.name = 'AttemptError';
+  }
+}
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+]);
+
+/**
+ * Maps an undici error to a failure kind. `connected` says whether undici handed the
+ * request to a socket (onConnect), `sent` whether the whole request was written.
+ */
+export function classifyError(err: unknown, connected: boolean, sent: boolean): FailureKind {
+  const code = (err as { code?: string } | null)?.code;
+  if (!connected || (code !== undefined && CONNECT_CODES.has(code))) return 'connect-failure';
+  if (!sent) return 'refused-stream';
+  return 'reset';
+}
+
+export function attemptOutcomeOfStatus(status: number): AttemptOutcome {
+  if (status >= 500) return 'http_5xx';
+  if (status >= 400) return 'http_4xx';
+  return 'success';
+}
+
+export function attemptOutcomeOfFailure(kind: FailureKind): AttemptOutcome | null {
+  switch (kind) {
+    case 'connect-failure':
+      return 'connect_failure';
+    case 'refused-stream':
+    case 'reset':
+      return 'reset';
+    case 'timeout':
+      return 'timeout';
+    case 'client-abort':
+      return null;
+  }
+}

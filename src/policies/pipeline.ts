@@ -1,0 +1,37 @@
+// The policy stack, outermost first. The order is fixed here and nowhere else.
+//
+//   fallback     turns a named failure (and, if listed, a final 5xx) into the configured
+//                response; outermost, so it also covers overload and breaker rejections.
+//   concurrency  admits or refuses the request before any work; holds the slot until the
+//                response ends, since that is when the upstream connection frees up.
+//   retry        repeats failed attempts within the budget, with backoff or Retry-After,
+//                never past the deadline (set on the Exchange when the request starts).
+//   breaker      sees every attempt, retries included, so it counts what the upstream
+//                really did; an open breaker fails fast and is never retried.
+//   attempt      one try against one endpoint, under min(perTryTimeout, time left).
+//
+// Deadline outside retry (Envoy's route timeout) means retries can never stretch a
+// request past its timeout; breaker inside retry (Envoy's outlier detection) means a
+// retry storm trips the breaker rather than hiding from it.
+import type { CompiledRoute, Exchange, Handler, Reply } from '../proxy/exchange.js';
+import { Attempt } from '../proxy/attempt.js';
+import { breakerLayer } from './breaker.js';
+import { concurrencyLayer } from './concurrency.js';
+import { FallbackPlan } from './fallback.js';
+import { RetryPlan, retryLayer } from './retry.js';
+
+type Parts = Omit<CompiledRoute, 'handler'>;
+
+function attemptLayer(ex: Exchange, probe: boolean): Promise<Reply> {
+  if (ex.endpoint < 0) ex.endpoint = ex.route.upstream.pick();
+  ex.attempts++;
+  return new Attempt(ex, ex.endpoint, probe).run();
+}
+
+export function buildPipeline(route: Parts): Handler {
+  const breaker = route.breaker;
+  const attempt: Handler = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
+  const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
+  const limited = concurrencyLayer(route.bulkhead, retried);
+  return route.config.fallback ? new FallbackPlan(route.config.fallback).layer(limited) : limited;
+}

@@ -1,0 +1,221 @@
+// One try against one endpoint: an undici dispatch handler (plain callbacks, no
+// per-chunk promises) that settles at response headers, pauses, and lets the policy
+// layers decide whether to stream the body to the client or throw it away.
+import type { Dispatcher } from 'undici';
+import type { Exchange, Reply } from './exchange.js';
+import { ClientGoneError } from './exchange.js';
+import { clientResponseHeaders, type ResponseHead } from './headers.js';
+import { attemptBudget } from '../policies/timeout.js';
+import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../policies/outcome.js';
+
+const PENDING = 0;
+const HEADERS = 1;
+const STREAM = 2;
+const DISCARD = 3;
+const DONE = 4;
+
+/** A discarded response body up to this size is read off so the socket stays pooled. */
+const DRAIN_LIMIT = 64 * 1024;
+
+export class Attempt implements Reply, Dispatcher.DispatchHandler {
+  status = 0;
+  head: ResponseHead | null = null;
+  private phase = PENDING;
+  private connected = false;
+  private sent = false;
+  private abortFn: ((err?: Error) => void) | null = null;
+  private resumeFn: (() => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timeoutKind: TimeoutKind = 'total';
+  private resolve: ((r: Reply) => void) | null = null;
+  private reject: ((e: unknown) => void) | null = null;
+  private failure: Error | null = null;
+  private lateError: Error | null = null;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly endpointIndex: number,
+    /** The half-open probe runs to its end even if the client leaves, so its verdict counts. */
+    private readonly probe: boolean,
+  ) {}
+
+  run(): Promise<Reply> {
+    const ex = this.ex;
+    const cfg = ex.route.config;
+    return new Promise<Reply>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      const { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
+      this.timeoutKind = kind;
+      if (ms <= 0) {
+        this.fail(new AttemptError('timeout', undefined, 'total'));
+        return;
+      }
+      if (ms !== Infinity) this.timer = setTimeout(this.onTimer, ms);
+      ex.cancel = this.cancel;
+      const endpoint = ex.route.upstream.endpoints[this.endpointIndex];
+      if (endpoint === undefined) {
+        this.fail(new AttemptError('connect-failure'));
+        return;
+      }
+      const body = ex.body;
+      endpoint.pool.dispatch(
+        {
+          origin: endpoint.origin,
+          path: ex.upstreamPath,
+          method: ex.method as Dispatcher.HttpMethod,
+          headers: ex.upstreamHeaders,
+          body,
+          bodyTimeout: cfg.bodyTimeout,
+          headersTimeout: 0,
+        },
+        this,
+      );
+    });
+  }
+
+  // --- undici handler -------------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
+    this.connected = true;
+    if (this.phase === DONE) abort(this.failure ?? new ClientGoneError());
+  }
+
+  onRequestSent(): void {
+    this.sent = true;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true; // 1xx informational: not forwarded, wait for the final head
+    if (this.phase !== PENDING) return false;
+    this.clearTimer();
+    this.status = status;
+    this.head = clientResponseHeaders(raw);
+    this.resumeFn = resume;
+    this.phase = HEADERS;
+    this.ex.route.metrics.attempt(attemptOutcomeOfStatus(status));
+    const resolve = this.resolve;
+    this.resolve = this.reject = null;
+    resolve?.(this);
+    return false; // paused until send() or discard()
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.phase !== STREAM) return true;
+    this.ex.bytesOut += chunk.length;
+    const res = this.ex.res;
+    const ok = res.write(chunk);
+    if (!ok) res.once('drain', this.onDrain);
+    return ok;
+  }
+
+  onComplete(): void {
+    if (this.phase === STREAM) this.ex.res.end();
+    this.phase = DONE;
+  }
+
+  onError(err: Error): void {
+    switch (this.phase) {
+      case PENDING: {
+        this.clearTimer();
+        const failure = err instanceof AttemptError ? err : new AttemptError(classifyError(err, this.connected, this.sent), err);
+        this.settleFailure(failure);
+        return;
+      }
+      case HEADERS:
+        this.lateError = err;
+        return;
+      case STREAM:
+        this.phase = DONE;
+        if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') this.ex.route.metrics.timeout('body');
+        // An upstream that dies mid-body must not look like a complete response.
+        this.ex.truncated = true;
+        this.ex.res.destroy(err);
+        return;
+      default:
+        this.phase = DONE;
+    }
+  }
+
+  // --- Reply ------------------------------------------------------------------------
+
+  send(ex: Exchange): void {
+    const res = ex.res;
+    const headers = (this.head as ResponseHead).headers;
+    headers.push('x-outrigger-attempts', String(ex.attempts));
+    if (ex.closeConnection) headers.push('connection', 'close');
+    ex.status = this.status;
+    res.writeHead(this.status, headers);
+    if (this.lateError) {
+      this.phase = DONE;
+      res.destroy(this.lateError);
+      return;
+    }
+    this.phase = STREAM;
+    this.resumeFn?.();
+  }
+
+  discard(): void {
+    if (this.phase !== HEADERS) return;
+    const len = (this.head as ResponseHead).contentLength;
+    if (!this.lateError && len >= 0 && len <= DRAIN_LIMIT) {
+      this.phase = DISCARD;
+      this.resumeFn?.();
+    } else {
+      this.phase = DONE;
+      this.abortFn?.(new Error('response discarded'));
+    }
+  }
+
+  // --- internals --------------------------------------------------------------------
+
+  /** The client went away, or the exchange gave up on this attempt. */
+  private readonly cancel = (err: Error): void => {
+    if (this.phase === STREAM || this.phase === HEADERS) {
+      this.phase = DONE;
+      this.abortFn?.(err);
+      return;
+    }
+    if (this.phase !== PENDING) return;
+    if (this.probe && err instanceof ClientGoneError) return; // let the probe finish
+    this.fail(err);
+  };
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    if (this.phase !== PENDING) return;
+    this.ex.route.metrics.timeout(this.timeoutKind);
+    this.fail(new AttemptError('timeout', undefined, this.timeoutKind));
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.phase === STREAM) this.resumeFn?.();
+  };
+
+  private fail(err: Error): void {
+    this.clearTimer();
+    this.failure = err;
+    this.settleFailure(err);
+    this.abortFn?.(err);
+  }
+
+  private settleFailure(err: Error): void {
+    if (this.phase === DONE) return;
+    this.phase = DONE;
+    if (err instanceof AttemptError) {
+      const outcome = attemptOutcomeOfFailure(err.kind);
+      if (outcome !== null) this.ex.route.metrics.attempt(outcome);
+    }
+    const reject = this.reject;
+    this.resolve = this.reject = null;
+    reject?.(err);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+// The per-request instance: one Exchange per client request, holding what the policy
+// layers share (deadline, attempt count, chosen endpoint, body) and the exits every
+// layer must respect (client gone, deadline passed). Config lives in CompiledRoute,
+// built once per config load; an Exchange only points at it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { BulkheadPolicy } from 'cockatiel';
+import type { EffectiveRoute } from '../config/load.js';
+import type { RouteMetrics } from '../admin/metrics.js';
+import type { Breaker } from '../policies/breaker.js';
+import type { RetryBudget } from '../policies/budget.js';
+import type { FallbackOn } from '../config/schema.js';
+import type { Upstream } from './upstream.js';
+
+/** What the header phase produces: an upstream response or one the proxy made. */
+export interface Reply {
+  readonly status: number;
+  /** Writes the response to the client (streams the body for upstream replies). */
+  send(ex: Exchange): void;
+  /** Throws the reply away without sending it (a retried attempt, a replaced 5xx). */
+  discard(): void;
+}
+
+/** A layer of the policy stack: the same shape at every level, composed once per route. */
+export type Handler = (ex: Exchange) => Promise<Reply>;
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly config: EffectiveRoute;
+  readonly upstream: Upstream;
+  readonly breaker: Breaker | null;
+  readonly bulkhead: BulkheadPolicy;
+  readonly budget: RetryBudget;
+  readonly metrics: RouteMetrics;
+  /** The composed policy stack for this route (pipeline.ts). */
+  readonly handler: Handler;
+  /** Prefix to replace in the path (match.pathPrefix or match.path), when rewritePrefix is set. */
+  readonly rewriteFrom: string | null;
+  readonly rewriteTo: string | null;
+}
+
+/** The client went away; unwinds the stack without counting against anything. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client went away');
+    this.name = 'ClientGoneError';
+  }
+}
+
+export class Exchange {
+  readonly start = performance.now();
+  /** performance.now() deadline for the header phase; 0 when the route has none. */
+  deadline = 0;
+  attempts = 0;
+  /** Index into route.upstream.endpoints of the last attempt, -1 before the first. */
+  endpoint = -1;
+  upstreamPath = '/';
+  upstreamHeaders: string[] = [];
+  /** null: no body; Buffer: buffered and replayable; Readable: streamed once. */
+  body: Buffer | Readable | null = null;
+  clientGone = false;
+  finished = false;
+  fallbackTrigger: FallbackOn | null = null;
+  errorCode: string | null = null;
+  status = 0;
+  bytesOut = 0;
+  /** The upstream broke off mid-body and the proxy cut the client response. */
+  truncated = false;
+  /** Aborts what the exchange is waiting on now (an attempt, a backoff, a queue slot). */
+  cancel: ((err: Error) => void) | null = null;
+  private done: (() => void) | null = null;
+  private donePromise: Promise<void> | null = null;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: CompiledRoute,
+    readonly method: string,
+    readonly requestId: string,
+    /** Set while the server drains, so responses carry `connection: close`. */
+    readonly closeConnection: boolean,
+  ) {
+    const t = route.config.timeout;
+    if (t > 0) this.deadline = this.start + t;
+  }
+
+  /** Milliseconds left before the deadline; Infinity without one. */
+  remaining(): number {
+    return this.deadline === 0 ? Infinity : this.deadline - performance.now();
+  }
+
+  /** Resolves when the response has ended or the client has gone. */
+  completion(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    this.donePromise ??= new Promise<void>((resolve) => {
+      this.done = resolve;
+    });
+    return this.donePromise;
+  }
+
+  /** Called once, when the response ended or the client went away. */
+  markFinished(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    this.done?.();
+    return true;
+  }
+}

@@ -1,0 +1,110 @@
+// Header rewriting between client and upstream. Works on node's flat rawHeaders arrays
+// so that duplicates (set-cookie) and order survive, and nothing is decoded.
+
+/** RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Request headers the proxy sets itself (or undici refuses to forward). */
+const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
+
+/** Names listed in Connection headers, lower-cased; null when there are none (the usual case). */
+function connectionTokens(raw: readonly string[]): Set<string> | null {
+  let out: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      for (const tok of (raw[i + 1] as string).split(',')) {
+        const t = tok.trim().toLowerCase();
+        if (t && t !== 'close' && t !== 'keep-alive') (out ??= new Set()).add(t);
+      }
+    }
+  }
+  return out;
+}
+
+export interface ForwardInfo {
+  clientAddress: string;
+  host: string;
+  requestId: string;
+  /** Host header for the upstream. */
+  upstreamHost: string | null;
+}
+
+/** Builds the upstream request headers from the client's raw headers. */
+export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo): string[] {
+  const extra = connectionTokens(raw);
+  const out: string[] = [];
+  let xff = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
+    if (REQUEST_OWNED.has(lower)) {
+      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${raw[i + 1] as string}` : (raw[i + 1] as string);
+      continue;
+    }
+    out.push(name, raw[i + 1] as string);
+  }
+  // Without a host header undici sends the endpoint's own authority.
+  if (info.upstreamHost !== null) out.push('host', info.upstreamHost);
+  out.push(
+    'x-forwarded-for', xff ? `${xff}, ${info.clientAddress}` : info.clientAddress,
+    'x-forwarded-proto', 'http',
+    'x-forwarded-host', info.host,
+    'x-request-id', info.requestId,
+  );
+  return out;
+}
+
+export interface ResponseHead {
+  headers: string[];
+  contentLength: number;
+  retryAfter: string | null;
+}
+
+/** Converts undici's raw response headers to a flat array for res.writeHead, minus hop-by-hop. */
+export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
+  const names: string[] = new Array(raw.length / 2);
+  let extra: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    names[i / 2] = lower;
+    if (lower === 'connection') {
+      for (const tok of (raw[i + 1] as Buffer).toString('latin1').split(',')) {
+        const t = tok.trim().toLowerCase();
+        if (t && t !== 'close' && t !== 'keep-alive') (extra ??= new Set()).add(t);
+      }
+    }
+  }
+  const headers: string[] = [];
+  let contentLength = -1;
+  let retryAfter: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = names[i / 2] as string;
+    if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    if (lower === 'content-length') contentLength = Number(value);
+    else if (lower === 'retry-after') retryAfter = value;
+    headers.push(lower, value);
+  }
+  return { headers, contentLength, retryAfter };
+}
+
+/** Retry-After in milliseconds from delta-seconds or an HTTP date; null when unparseable. */
+export function parseRetryAfter(value: string, now: number = Date.now()): number | null {
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) return null;
+  return Math.max(0, t - now);
+}

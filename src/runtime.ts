@@ -1,0 +1,148 @@
+// Turns a validated config into the immutable runtime: compiled routes with their policy
+// stacks, upstream pools and breakers. Built once per config load. On reload, breakers,
+// pools, budgets and concurrency limiters whose settings did not change are carried over,
+// so state (breaker counts, in-flight slots) survives.
+import { bulkhead, type BulkheadPolicy } from 'cockatiel';
+import type { EffectiveConfig, LoadedConfig } from './config/load.js';
+import type { Metrics, RouteMetrics, BreakerMetrics } from './admin/metrics.js';
+import { UNMATCHED_ROUTE } from './admin/metrics.js';
+import type { Logger } from './log.js';
+import { Breaker } from './policies/breaker.js';
+import { RetryBudget } from './policies/budget.js';
+import { buildPipeline } from './policies/pipeline.js';
+import type { CompiledRoute } from './proxy/exchange.js';
+import { Router, compileMatcher } from './proxy/router.js';
+import { Upstream } from './proxy/upstream.js';
+
+interface Kept<T> {
+  key: string;
+  value: T;
+}
+
+export class Runtime {
+  readonly router: Router<CompiledRoute>;
+  readonly routes: CompiledRoute[];
+  readonly unmatched: RouteMetrics;
+  /** Access-log sampling rate, 0 when access logs are off or info is disabled. */
+  readonly accessSample: number;
+
+  private constructor(
+    readonly loaded: LoadedConfig,
+    readonly upstreams: Map<string, Kept<Upstream>>,
+    readonly breakers: Map<string, Kept<Breaker>>,
+    private readonly bulkheads: Map<string, Kept<BulkheadPolicy>>,
+    private readonly budgets: Map<string, Kept<RetryBudget>>,
+    routes: CompiledRoute[],
+    unmatched: RouteMetrics,
+    accessSample: number,
+  ) {
+    this.routes = routes;
+    this.router = new Router(routes.map((r) => compileMatcher(r.config, r)));
+    this.unmatched = unmatched;
+    this.accessSample = accessSample;
+  }
+
+  get config(): EffectiveConfig {
+    return this.loaded.config;
+  }
+
+  breaker(name: string): Breaker | undefined {
+    return this.breakers.get(name)?.value;
+  }
+
+  static build(loaded: LoadedConfig, metrics: Metrics, log: Logger, previous: Runtime | null): Runtime {
+    const cfg = loaded.config;
+    const upstreams = new Map<string, Kept<Upstream>>();
+    for (const [name, settings] of Object.entries(cfg.upstreams)) {
+      const key = JSON.stringify(settings);
+      const old = previous?.upstreams.get(name);
+      upstreams.set(name, old && old.key === key ? old : { key, value: new Upstream(name, settings) });
+    }
+
+    const breakerMetrics = new Map<string, BreakerMetrics>();
+    const breakers = new Map<string, Kept<Breaker>>();
+    const bulkheads = new Map<string, Kept<BulkheadPolicy>>();
+    const budgets = new Map<string, Kept<RetryBudget>>();
+    const routes: CompiledRoute[] = [];
+
+    for (const rc of cfg.routes) {
+      let breaker: Breaker | null = null;
+      if (rc.breaker.enabled) {
+        const name = rc.breaker.name;
+        const { name: _n, ...settings } = rc.breaker;
+        const key = JSON.stringify(settings);
+        let kept = breakers.get(name);
+        if (!kept) {
+          const old = previous?.breakers.get(name);
+          if (old && old.key === key) {
+            old.value.routes.length = 0;
+            kept = old;
+          } else {
+            const bm = metrics.forBreaker(name);
+            breakerMetrics.set(name, bm);
+            kept = {
+              key,
+              value: new Breaker(name, rc.breaker, {
+                onTransition: (b, from, to) => {
+                  bm.transition(to);
+                  log.warn({ breaker: b.name, from, to }, 'breaker state change');
+                },
+                onReject: () => bm.rejections.inc(),
+              }),
+            };
+          }
+          breakers.set(name, kept);
+        }
+        kept.value.routes.push(rc.name);
+        breaker = kept.value;
+      }
+
+      const bkKey = JSON.stringify(rc.concurrency);
+      const oldBk = previous?.bulkheads.get(rc.name);
+      const bk = oldBk && oldBk.key === bkKey ? oldBk : { key: bkKey, value: bulkhead(rc.concurrency.max, rc.concurrency.queue) };
+      bulkheads.set(rc.name, bk);
+
+      const bgKey = JSON.stringify(rc.retry.budget);
+      const oldBg = previous?.budgets.get(rc.name);
+      const bg = oldBg && oldBg.key === bgKey ? oldBg : { key: bgKey, value: new RetryBudget(rc.retry.budget) };
+      budgets.set(rc.name, bg);
+
+      const upstream = (upstreams.get(rc.upstream) as Kept<Upstream>).value;
+      const rewriteFrom = rc.rewritePrefix !== undefined ? (rc.match.pathPrefix ?? rc.match.path ?? null) : null;
+      const parts = {
+        name: rc.name,
+        config: rc,
+        upstream,
+        breaker,
+        bulkhead: bk.value,
+        budget: bg.value,
+        metrics: metrics.forRoute(rc.name, rc.upstream),
+        rewriteFrom: rewriteFrom !== null && rewriteFrom.length > 1 && rewriteFrom.endsWith('/') ? rewriteFrom.slice(0, -1) : rewriteFrom,
+        rewriteTo: rc.rewritePrefix ?? null,
+      };
+      routes.push({ ...parts, handler: buildPipeline(parts) });
+    }
+
+    const accessLog = cfg.log.accessLog;
+    const sample = accessLog === false ? 0 : accessLog === true ? 1 : accessLog.sample;
+    return new Runtime(
+      loaded,
+      upstreams,
+      breakers,
+      bulkheads,
+      budgets,
+      routes,
+      metrics.forRoute(UNMATCHED_ROUTE, null),
+      log.isLevelEnabled('info') ? sample : 0,
+    );
+  }
+
+  /** Closes the pools of upstreams the next runtime no longer uses, once they are idle. */
+  async retire(next: Runtime | null): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [name, kept] of this.upstreams) {
+      if (next?.upstreams.get(name)?.value !== kept.value) closing.push(kept.value.close());
+    }
+    await Promise.all(closing);
+  }
+}
