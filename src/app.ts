@@ -151,9 +151,9 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     if (closed) return;
     closed = true;
     watcher?.close();
+    await ws.closeAll(1001, 'proxy shutting down', 200);
     proxyServer.closeAllConnections();
     await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
-    ws.closeAll(1001, 'proxy shutting down');
     await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.destroy()));
   }
 
@@ -178,7 +178,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       await waitIdle(state, timeout);
       clearInterval(idleTimer);
       if (state.inflight > 0) log.warn({ inflight: state.inflight }, 'drain timeout: cutting in-flight requests');
-      ws.closeAll(1001, 'proxy draining');
+      await ws.closeAll(1001, 'proxy draining');
       proxyServer.closeAllConnections();
       await proxyClosed;
       await Promise.all([closeServer(adminServer), closeServer(metricsServer)]);

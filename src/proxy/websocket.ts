@@ -1,17 +1,444 @@
-// PLACEHOLDER until the WebSocket layer lands in this session.
-import type { IncomingMessage } from 'node:http';
+// WebSocket proxying. The handshake runs under the route's policies (connection cap,
+// breaker, retry with backoff before the upstream answered, handshake timeout); after a
+// genuine 101 the two legs are relayed message by message with `ws` on each side.
+//
+// Why a message relay and not a raw socket pipe: the proxy must ping the upstream and
+// close both sides with 1001 on drain, idle or lifetime. Injecting those frames into a
+// raw byte pipe would need a frame parser of our own; `ws` owns framing on each leg, and
+// close codes, pings and pongs are relayed explicitly. Subprotocols pass through (the
+// client leg selects exactly what the upstream chose); permessage-deflate is negotiated
+// per leg, and only offered upstream when the client offered it.
+import { createHash } from 'node:crypto';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Metrics } from '../admin/metrics.js';
+import { ProxyError, errorResponse } from '../errors.js';
+import { backoffDelay, type DecorrelatedState } from '../policies/backoff.js';
+import { BreakerOpenError } from '../policies/breaker.js';
+import { FallbackPlan } from '../policies/fallback.js';
+import { AttemptError, type FailureKind } from '../policies/outcome.js';
+import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
+import { parseTarget } from './router.js';
+
+export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
+export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
+export const CLOSE_REASONS = ['client', 'upstream', 'idle', 'lifetime', 'drain', 'error'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+/** Pause the sending side once the receiving leg has this much queued. */
+const HIGH_WATER = 1024 * 1024;
+const PING_PAYLOAD = Buffer.from('outrigger');
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** Request headers the ws client sets itself, or that are hop-by-hop. */
+const NOT_FORWARDED = new Set([
+  'connection', 'upgrade', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding',
+  'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol',
+  'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'content-length',
+]);
+
+/** The upstream answered 101 but not as a WebSocket server would: never retried. */
+class FakeUpgradeError extends AttemptError {
+  constructor(cause: Error) {
+    super('reset', cause);
+    this.name = 'FakeUpgradeError';
+  }
+}
+
+/** A handshake answer other than 101, relayed to the client as it is. */
+class UnexpectedResponse {
+  constructor(
+    readonly status: number,
+    readonly res: IncomingMessage,
+  ) {}
+}
+
+interface Opened {
+  status: 101;
+  upstream: WebSocket;
+  headers: IncomingMessage['headers'];
+}
+type Handshake = Opened | { status: number; unexpected: UnexpectedResponse };
+
+class Connection {
+  readonly started = Date.now();
+  bytesIn = 0;
+  bytesOut = 0;
+  lastActivity = Date.now();
+  closed = false;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    readonly owner: WebSocketProxy,
+    readonly route: CompiledRoute,
+    readonly client: WebSocket,
+    readonly upstream: WebSocket,
+    readonly requestId: string,
+  ) {}
+
+  start(): void {
+    const ws = this.route.config.websocket;
+    const { client, upstream } = this;
+    this.relay(client, upstream, true);
+    this.relay(upstream, client, false);
+    client.on('close', (code, reason) => this.onClose('client', upstream, code, reason));
+    upstream.on('close', (code, reason) => this.onClose('upstream', client, code, reason));
+    client.on('error', () => this.end('error'));
+    upstream.on('error', () => this.end('error'));
+    if (ws.idleTimeout > 0) this.schedule(() => this.checkIdle(), ws.idleTimeout);
+    if (ws.maxLifetime > 0) this.schedule(() => this.end('lifetime'), ws.maxLifetime);
+    if (ws.ping > 0) {
+      const t = setInterval(() => {
+        if (upstream.readyState === WebSocket.OPEN) upstream.ping(PING_PAYLOAD);
+      }, ws.ping);
+      this.timers.push(t);
+    }
+  }
+
+  /** Closes both legs with `code`, recording `reason`. */
+  end(reason: CloseReason, code = 1001, text = ''): void {
+    if (this.closed) return;
+    this.finish(reason);
+    for (const leg of [this.client, this.upstream]) {
+      if (reason === 'error') leg.terminate();
+      else if (leg.readyState === WebSocket.OPEN) leg.close(code, text);
+      else leg.terminate();
+      // A peer that never answers our close frame is cut after a short grace.
+      const t = setTimeout(() => leg.terminate(), 2000);
+      t.unref();
+    }
+  }
+
+  private relay(from: WebSocket, to: WebSocket, fromClient: boolean): void {
+    from.on('message', (data: RawData, isBinary: boolean) => {
+      this.lastActivity = Date.now();
+      const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
+      if (fromClient) this.bytesIn += size;
+      else this.bytesOut += size;
+      if (to.readyState !== WebSocket.OPEN) return;
+      to.send(data, { binary: isBinary }, () => {
+        if (from.isPaused && to.bufferedAmount < HIGH_WATER / 2) from.resume();
+      });
+      if (to.bufferedAmount > HIGH_WATER) from.pause();
+    });
+    from.on('ping', (data: Buffer) => {
+      this.lastActivity = Date.now();
+      if (to.readyState === WebSocket.OPEN) to.ping(data);
+    });
+    from.on('pong', (data: Buffer) => {
+      this.lastActivity = Date.now();
+      // Answers to the proxy's own keep-alive pings stop here.
+      if (!fromClient && data.equals(PING_PAYLOAD)) return;
+      if (to.readyState === WebSocket.OPEN) to.pong(data);
+    });
+  }
+
+  private onClose(side: 'client' | 'upstream', other: WebSocket, code: number, reason: Buffer): void {
+    if (this.closed) {
+      return;
+    }
+    this.finish(side);
+    if (other.readyState === WebSocket.OPEN) {
+      // 1005/1006 mean "no code" and "abnormal"; they must not be sent on the wire.
+      if (code === 1005 || code === 1006 || code < 1000 || code >= 5000 || code === 1015) other.close();
+      else other.close(code, reason);
+      const t = setTimeout(() => other.terminate(), 2000);
+      t.unref();
+    } else other.terminate();
+  }
+
+  private checkIdle(): void {
+    const idle = this.route.config.websocket.idleTimeout;
+    const quiet = Date.now() - this.lastActivity;
+    if (quiet >= idle) this.end('idle');
+    else this.schedule(() => this.checkIdle(), idle - quiet);
+  }
+
+  private schedule(fn: () => void, ms: number): void {
+    const t = setTimeout(fn, ms);
+    this.timers.push(t);
+  }
+
+  private finish(reason: CloseReason): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    this.owner.closed(this, reason);
+  }
+}
 
 export class WebSocketProxy {
-  size = 0;
+  private readonly conns = new Set<Connection>();
+  private readonly perRoute = new Map<string, number>();
+  private readonly fallbacks = new WeakMap<CompiledRoute, FallbackPlan>();
+  /** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
+  private readonly pending = new WeakMap<IncomingMessage, { protocol: string; extra: string[] }>();
+  private readonly wssPlain = this.server(false);
+  private readonly wssDeflate = this.server(true);
+
   constructor(
-    readonly state: ProxyState,
-    readonly metrics: Metrics,
+    private readonly state: ProxyState,
+    private readonly metrics: Metrics,
   ) {}
-  readonly handleUpgrade = (_req: IncomingMessage, socket: Duplex): void => {
-    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+
+  private server(deflate: boolean): WebSocketServer {
+    const wss = new WebSocketServer({
+      noServer: true,
+      autoPong: false,
+      clientTracking: false,
+      perMessageDeflate: deflate,
+      // The client leg selects exactly the subprotocol the upstream chose, nothing else.
+      handleProtocols: (_offered, req) => this.pending.get(req)?.protocol || false,
+    });
+    wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      for (const h of this.pending.get(req)?.extra ?? []) headers.push(h);
+    });
+    return wss;
+  }
+
+  get size(): number {
+    return this.conns.size;
+  }
+
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    res.once('finish', () => socket.end());
+    const rt = this.state.runtime;
+    const method = req.method ?? 'GET';
+    const requestId = (req.headers['x-request-id'] as string | undefined) || cryptoId();
+    const target = parseTarget(req.url ?? '/', req.headers.host);
+    const route = target ? rt.router.match(method, target, req.headers) : null;
+    const sendError = (err: ProxyError, r: CompiledRoute | null, attempts = 0) => {
+      const e = errorResponse(err, r?.name ?? null, attempts, requestId);
+      res.writeHead(e.status, e.headers);
+      res.end(e.body);
+    };
+    if (target === null) return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target must be a path or an http:// URL'), null);
+    if (route === null) return sendError(new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host}${target.path}`), null);
+    const token = String(req.headers.upgrade ?? '').trim().toLowerCase();
+    if (!route.config.upgrades.includes(token)) {
+      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', `upgrade to ${JSON.stringify(token)} is not allowed on route ${route.name}`), route);
+    }
+    if (token !== 'websocket') {
+      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', `only websocket upgrades are tunnelled; ${JSON.stringify(token)} is not supported`), route);
+    }
+    const m = this.metrics;
+    const cap = route.config.websocket.maxConnections;
+    if ((this.perRoute.get(route.name) ?? 0) >= cap) {
+      m.wsUpgrades.labels(route.name, 'rejected_overload').inc();
+      return sendError(new ProxyError('OUTRIGGER_OVERLOADED', `route ${route.name} has ${cap} WebSocket connections, its maxConnections`), route);
+    }
+    // Count the handshake against the cap now, so a burst cannot overshoot it.
+    this.perRoute.set(route.name, (this.perRoute.get(route.name) ?? 0) + 1);
+    const ex = new Exchange(req, res, route, method, requestId, this.state.draining);
+    ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
+    ex.upstreamPath = (target.path || '/') + target.query;
+    this.handshake(ex, target.authority).then(
+      (h) => {
+        if (h.status !== 101) {
+          this.release(route);
+          const u = (h as { unexpected: UnexpectedResponse }).unexpected;
+          m.wsUpgrades.labels(route.name, 'upstream_refused').inc();
+          const headers: string[] = [];
+          for (let i = 0; i < u.res.rawHeaders.length; i += 2) {
+            const k = (u.res.rawHeaders[i] as string).toLowerCase();
+            if (k === 'connection' || k === 'keep-alive' || k === 'transfer-encoding' || k === 'upgrade') continue;
+            headers.push(k, u.res.rawHeaders[i + 1] as string);
+          }
+          headers.push('x-outrigger-attempts', String(ex.attempts));
+          res.writeHead(u.status, headers);
+          u.res.pipe(res);
+          u.res.on('error', () => socket.destroy());
+          return;
+        }
+        this.accept(ex, h as Opened, socket, head);
+      },
+      (err: unknown) => {
+        this.release(route);
+        let pe: ProxyError;
+        let outcome: UpgradeOutcome = 'upstream_error';
+        if (err instanceof BreakerOpenError) {
+          outcome = 'rejected_breaker';
+          pe = new ProxyError('OUTRIGGER_BREAKER_OPEN', undefined, err.retryAfterSeconds);
+        } else if (err instanceof AttemptError && err.kind === 'timeout') {
+          outcome = 'handshake_timeout';
+          pe = new ProxyError('OUTRIGGER_TIMEOUT', 'the upstream did not complete the WebSocket handshake in time');
+        } else if (err instanceof AttemptError) {
+          pe = new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `WebSocket handshake failed: ${err.cause instanceof Error ? err.cause.message : err.kind}`);
+        } else pe = new ProxyError('OUTRIGGER_INTERNAL');
+        m.wsUpgrades.labels(route.name, outcome).inc();
+        if (res.writableEnded || socket.destroyed) return;
+        const fb = route.config.fallback;
+        if (fb) {
+          let plan = this.fallbacks.get(route);
+          if (!plan) this.fallbacks.set(route, (plan = new FallbackPlan(fb)));
+          const trigger = pe.code === 'OUTRIGGER_BREAKER_OPEN' ? 'breaker-open' : pe.code === 'OUTRIGGER_TIMEOUT' ? 'timeout' : pe.code === 'OUTRIGGER_UPSTREAM_UNAVAILABLE' ? 'upstream-unavailable' : null;
+          if (trigger !== null && fb.on.includes(trigger)) return plan.replyFor(ex, trigger).send(ex);
+        }
+        sendError(pe, route, ex.attempts);
+      },
+    );
   };
-  closeAll(_code: number, _reason: string): void {}
+
+  /** Closes every connection (drain) with `code`; resolves when all are gone or after `graceMs`. */
+  closeAll(code: number, text: string, graceMs = 2000): Promise<void> {
+    const legs: Array<Promise<void>> = [];
+    for (const c of [...this.conns]) {
+      for (const leg of [c.client, c.upstream]) {
+        if (leg.readyState !== WebSocket.CLOSED) legs.push(new Promise((r) => leg.once('close', () => r())));
+      }
+      c.end('drain', code, text);
+    }
+    if (legs.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, graceMs);
+      t.unref();
+      void Promise.all(legs).then(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** @internal called by Connection */
+  closed(c: Connection, reason: CloseReason): void {
+    if (!this.conns.delete(c)) return;
+    this.release(c.route);
+    this.metrics.wsConnections.labels(c.route.name).dec();
+    this.metrics.wsClosed.labels(c.route.name, reason).inc();
+    const rt = this.state.runtime;
+    if (rt.accessSample > 0) {
+      this.state.log.info(
+        { access: true, websocket: true, route: c.route.name, durationMs: Date.now() - c.started, bytesIn: c.bytesIn, bytesOut: c.bytesOut, reason, requestId: c.requestId },
+        'websocket closed',
+      );
+    }
+  }
+
+  private release(route: CompiledRoute): void {
+    const n = (this.perRoute.get(route.name) ?? 1) - 1;
+    if (n <= 0) this.perRoute.delete(route.name);
+    else this.perRoute.set(route.name, n);
+  }
+
+  /** Handshake attempts under the breaker, retried with backoff until the upstream answers. */
+  private async handshake(ex: Exchange, authority: string): Promise<Handshake> {
+    const route = ex.route;
+    const retry = route.config.retry;
+    let state: DecorrelatedState = undefined;
+    for (let n = 0; ; n++) {
+      if (ex.endpoint < 0) ex.endpoint = route.upstream.pick();
+      else ex.endpoint = route.upstream.after(ex.endpoint);
+      try {
+        const once = () => this.attempt(ex, authority);
+        return route.breaker ? await route.breaker.execute(once) : await once();
+      } catch (err) {
+        if (!(err instanceof AttemptError) || err instanceof FakeUpgradeError || err.kind === 'timeout' || n >= retry.attempts) throw err;
+        if (err.kind !== 'connect-failure' && err.kind !== 'refused-stream' && err.kind !== 'reset') throw err;
+        let delay: number;
+        [delay, state] = backoffDelay(n + 1, retry.backoff, state);
+        if (performance.now() + delay >= ex.deadline) throw err;
+        if (!route.budget.tryAcquire()) {
+          route.metrics.budgetExhausted.inc();
+          throw err;
+        }
+        route.metrics.retry(err.kind === 'connect-failure' ? 'connect_failure' : 'reset');
+        await new Promise((r) => setTimeout(r, delay));
+        if (ex.req.socket.destroyed) throw new AttemptError('client-abort');
+      }
+    }
+  }
+
+  private attempt(ex: Exchange, authority: string): Promise<Handshake> {
+    const route = ex.route;
+    const endpoint = route.upstream.endpoints[ex.endpoint];
+    ex.attempts++;
+    return new Promise<Handshake>((resolve, reject) => {
+      const left = Math.max(1, Math.floor(ex.remaining()));
+      if (!endpoint) return reject(new AttemptError('connect-failure'));
+      const req = ex.req;
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        const k = (req.rawHeaders[i] as string).toLowerCase();
+        if (!NOT_FORWARDED.has(k)) headers[k] = headers[k] ? `${headers[k]}, ${req.rawHeaders[i + 1] as string}` : (req.rawHeaders[i + 1] as string);
+      }
+      const xff = req.headers['x-forwarded-for'];
+      headers['x-forwarded-for'] = xff ? `${String(xff)}, ${req.socket.remoteAddress ?? ''}` : (req.socket.remoteAddress ?? '');
+      headers['x-forwarded-proto'] = 'http';
+      headers['x-forwarded-host'] = authority;
+      headers['x-request-id'] = ex.requestId;
+      if (route.config.preserveHost) headers.host = authority;
+      const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean);
+      const offersDeflate = String(req.headers['sec-websocket-extensions'] ?? '').includes('permessage-deflate');
+      const url = `${endpoint.origin.replace(/^http/, 'ws')}${ex.upstreamPath}`;
+      let opened = false;
+      let answered = false;
+      const upstream = new WebSocket(url, protocols, {
+        headers,
+        handshakeTimeout: left,
+        perMessageDeflate: offersDeflate,
+        autoPong: false,
+        followRedirects: false,
+      });
+      let upstreamHeaders: IncomingMessage['headers'] = {};
+      upstream.once('upgrade', (r: IncomingMessage) => {
+        answered = true;
+        upstreamHeaders = r.headers;
+      });
+      upstream.once('unexpected-response', (_r, r: IncomingMessage) => {
+        answered = true;
+        resolve({ status: r.statusCode ?? 502, unexpected: new UnexpectedResponse(r.statusCode ?? 502, r) });
+      });
+      upstream.once('open', () => {
+        opened = true;
+        resolve({ status: 101, upstream, headers: upstreamHeaders });
+      });
+      upstream.once('error', (err: Error & { code?: string }) => {
+        if (opened) return;
+        upstream.terminate();
+        // ws checks the 101 itself (Upgrade header, Sec-WebSocket-Accept, subprotocol).
+        if (answered) return reject(new FakeUpgradeError(err));
+        let kind: FailureKind = 'reset';
+        if (/handshake has timed out/i.test(err.message)) kind = 'timeout';
+        else if (err.code !== undefined && CONNECT_CODES.has(err.code)) kind = 'connect-failure';
+        reject(new AttemptError(kind, err));
+      });
+    });
+  }
+
+  private accept(ex: Exchange, h: Opened, socket: Duplex, head: Buffer): void {
+    const route = ex.route;
+    const req = ex.req;
+    const upstream = h.upstream;
+    if (socket.destroyed) {
+      this.release(route);
+      upstream.terminate();
+      return;
+    }
+    const extra = [`x-outrigger-attempts: ${ex.attempts}`];
+    for (const c of h.headers['set-cookie'] ?? []) extra.push(`set-cookie: ${c}`);
+    this.pending.set(req, { protocol: upstream.protocol, extra });
+    const wss = upstream.extensions.includes('permessage-deflate') ? this.wssDeflate : this.wssPlain;
+    wss.handleUpgrade(req, socket, head, (client) => {
+      this.pending.delete(req);
+      this.metrics.wsUpgrades.labels(route.name, 'accepted').inc();
+      this.metrics.wsConnections.labels(route.name).inc();
+      const c = new Connection(this, route, client, upstream, ex.requestId);
+      this.conns.add(c);
+      c.start();
+    });
+  }
+}
+
+function cryptoId(): string {
+  return createHash('sha1').update(`${Date.now()}-${Math.random()}`).digest('hex').slice(0, 32);
 }
