@@ -1,0 +1,270 @@
+{{/*
+Outrigger named templates.
+
+Every template here takes one argument, a dict:
+  root:   the top-level context ($ in the calling template), for .Release and .Chart
+  values: the Outrigger values block; defaults to root.Values
+
+So this chart's own templates call them with (dict "root" $ "values" .Values), and an app
+chart that lists this chart as a dependency (named "outrigger") calls them with
+(dict "root" $ "values" .Values.outrigger). The names of the ConfigMap and the Secret the
+subchart renders depend only on the release name and nameOverride/fullnameOverride, so
+they resolve the same from either side.
+
+Library templates (see README.md, "Using the chart as a library"):
+  outrigger.sidecarContainer   the sidecar as one list item, for initContainers (native) or containers (classic)
+  outrigger.initContainers     the sidecar when sidecar.native is true, else nothing
+  outrigger.containers         the sidecar when sidecar.native is false, else nothing
+  outrigger.configVolume       the ConfigMap volume, as one list item (mounted as a directory, never subPath)
+  outrigger.probes             startupProbe, livenessProbe and readinessProbe on the admin port
+  outrigger.terminationGracePeriodSeconds   derived from the drain settings
+  outrigger.scrapeAnnotations  prometheus.io/* pod annotations
+*/}}
+
+{{/* The image tag used when image.tag is empty. Keep equal to appVersion in Chart.yaml (a test checks). */}}
+{{- define "outrigger.defaultTag" -}}
+0.1.0
+{{- end -}}
+
+{{- define "outrigger.name" -}}
+{{- $v := default .root.Values .values -}}
+{{- default "outrigger" $v.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "outrigger.fullname" -}}
+{{- $v := default .root.Values .values -}}
+{{- if $v.fullnameOverride -}}
+{{- $v.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default "outrigger" $v.nameOverride -}}
+{{- if contains $name .root.Release.Name -}}
+{{- .root.Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .root.Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outrigger.chart" -}}
+{{- printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "outrigger.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "outrigger.name" . }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "outrigger.labels" -}}
+helm.sh/chart: {{ include "outrigger.chart" . }}
+{{ include "outrigger.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "outrigger.tag" . | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{- define "outrigger.tag" -}}
+{{- $v := default .root.Values .values -}}
+{{- default (include "outrigger.defaultTag" .) $v.image.tag -}}
+{{- end -}}
+
+{{- define "outrigger.image" -}}
+{{- $v := default .root.Values .values -}}
+{{- if $v.image.digest -}}
+{{- printf "%s@%s" $v.image.repository $v.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $v.image.repository (include "outrigger.tag" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outrigger.configMapName" -}}
+{{- $v := default .root.Values .values -}}
+{{- default (printf "%s-config" (include "outrigger.fullname" .)) $v.existingConfigMap -}}
+{{- end -}}
+
+{{- define "outrigger.secretName" -}}
+{{- $v := default .root.Values .values -}}
+{{- default (printf "%s-admin" (include "outrigger.fullname" .)) $v.adminToken.existingSecret -}}
+{{- end -}}
+
+{{- define "outrigger.serviceAccountName" -}}
+{{- $v := default .root.Values .values -}}
+{{- if $v.serviceAccount.create -}}
+{{- default (include "outrigger.fullname" .) $v.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" $v.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Whole seconds, rounded up, of an Outrigger duration: "250ms", "5s", "1.5m", "1h", or a
+number of milliseconds (the same forms the config accepts).
+*/}}
+{{- define "outrigger.durationSeconds" -}}
+{{- $d := toString . | trim -}}
+{{- $ms := 0.0 -}}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $d -}}
+{{- $ms = float64 $d -}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?ms$" $d -}}
+{{- $ms = float64 (trimSuffix "ms" $d) -}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?s$" $d -}}
+{{- $ms = mulf (trimSuffix "s" $d) 1000 -}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?m$" $d -}}
+{{- $ms = mulf (trimSuffix "m" $d) 60000 -}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?h$" $d -}}
+{{- $ms = mulf (trimSuffix "h" $d) 3600000 -}}
+{{- else -}}
+{{- fail (printf "outrigger: %q is not a duration like \"250ms\", \"5s\" or \"1m\"" $d) -}}
+{{- end -}}
+{{- divf $ms 1000 | ceil | int -}}
+{{- end -}}
+
+{{/*
+terminationGracePeriodSeconds: the explicit value, or
+  (classic mode: sidecar.preStopSleepSeconds) + drain.delay + drain.timeout + terminationGraceMarginSeconds.
+On SIGTERM the proxy fails /readyz, keeps serving for drain.delay, stops accepting, then
+waits up to drain.timeout for in-flight requests before it exits.
+*/}}
+{{- define "outrigger.terminationGracePeriodSeconds" -}}
+{{- $v := default .root.Values .values -}}
+{{- if not (kindIs "invalid" $v.terminationGracePeriodSeconds) -}}
+{{- $v.terminationGracePeriodSeconds | int -}}
+{{- else -}}
+{{- $drain := dig "drain" (dict) (default (dict) $v.config) -}}
+{{- $delay := "5s" -}}
+{{- if hasKey $drain "delay" }}{{ $delay = $drain.delay }}{{ end -}}
+{{- $timeout := "25s" -}}
+{{- if hasKey $drain "timeout" }}{{ $timeout = $drain.timeout }}{{ end -}}
+{{- $total := add (include "outrigger.durationSeconds" $delay) (include "outrigger.durationSeconds" $timeout) $v.terminationGraceMarginSeconds -}}
+{{- if not $v.sidecar.native -}}
+{{- $total = add $total $v.sidecar.preStopSleepSeconds -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails the render when a listen port in .config differs from sidecar.ports. */}}
+{{- define "outrigger.validate" -}}
+{{- $v := default .root.Values .values -}}
+{{- $c := default (dict) $v.config -}}
+{{- $listen := dict "proxy" (default "0.0.0.0:15001" $c.listen) "admin" (dig "admin" "listen" "0.0.0.0:15000" $c) "metrics" (dig "metrics" "listen" "0.0.0.0:15090" $c) -}}
+{{- range $which, $addr := $listen -}}
+{{- $want := get $v.sidecar.ports $which | int -}}
+{{- if ne (regexFind "[0-9]+$" $addr | int) $want -}}
+{{- fail (printf "outrigger: the %s listen address %q in config does not match sidecar.ports.%s (%d)" $which $addr $which $want) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outrigger.scrapeAnnotations" -}}
+{{- $v := default .root.Values .values -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ $v.sidecar.ports.metrics | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+
+{{/* Probes on the admin port: liveness on /livez, readiness (and startup) on /readyz. */}}
+{{- define "outrigger.probes" -}}
+{{- $v := default .root.Values .values -}}
+{{- $p := $v.sidecar.probes -}}
+{{- if $p.startup.enabled }}
+startupProbe:
+  httpGet:
+    path: /readyz
+    port: {{ $v.sidecar.ports.admin }}
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+{{- end }}
+{{- if $p.liveness.enabled }}
+livenessProbe:
+  httpGet:
+    path: /livez
+    port: {{ $v.sidecar.ports.admin }}
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- end }}
+{{- if $p.readiness.enabled }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ $v.sidecar.ports.admin }}
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- end }}
+{{- end -}}
+
+{{/* The ConfigMap volume, as one list item. Mount it as a directory: subPath mounts never update. */}}
+{{- define "outrigger.configVolume" -}}
+- name: outrigger-config
+  configMap:
+    name: {{ include "outrigger.configMapName" . }}
+{{- end -}}
+
+{{/*
+The sidecar container, as one list item. With sidecar.native it carries
+restartPolicy: Always and belongs under initContainers; otherwise it is a classic
+container with a preStop sleep, under containers.
+*/}}
+{{- define "outrigger.sidecarContainer" -}}
+{{- include "outrigger.validate" . -}}
+{{- $v := default .root.Values .values -}}
+- name: {{ $v.sidecar.name }}
+  image: {{ include "outrigger.image" . | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  {{- if $v.sidecar.native }}
+  restartPolicy: Always
+  {{- end }}
+  env:
+    - name: OUTRIGGER_CONFIG
+      value: /etc/outrigger/outrigger.yaml
+    {{- if or $v.adminToken.existingSecret $v.adminToken.create }}
+    - name: OUTRIGGER_ADMIN_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "outrigger.secretName" . }}
+          key: {{ $v.adminToken.key }}
+    {{- end }}
+    {{- with $v.sidecar.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: outrig-proxy
+      containerPort: {{ $v.sidecar.ports.proxy }}
+      protocol: TCP
+    - name: outrig-admin
+      containerPort: {{ $v.sidecar.ports.admin }}
+      protocol: TCP
+    - name: outrig-metrics
+      containerPort: {{ $v.sidecar.ports.metrics }}
+      protocol: TCP
+  {{- include "outrigger.probes" . | trim | nindent 2 }}
+  {{- if not $v.sidecar.native }}
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", "{{ $v.sidecar.preStopSleepSeconds }}"]
+  {{- end }}
+  resources:
+    {{- toYaml $v.sidecar.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.sidecar.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: outrigger-config
+      mountPath: /etc/outrigger
+      readOnly: true
+{{- end -}}
+
+{{- define "outrigger.initContainers" -}}
+{{- $v := default .root.Values .values -}}
+{{- if $v.sidecar.native -}}
+{{- include "outrigger.sidecarContainer" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outrigger.containers" -}}
+{{- $v := default .root.Values .values -}}
+{{- if not $v.sidecar.native -}}
+{{- include "outrigger.sidecarContainer" . -}}
+{{- end -}}
+{{- end -}}
