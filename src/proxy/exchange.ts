@@ -77,11 +77,16 @@ export class Exchange {
     readonly route: CompiledRoute,
     readonly method: string,
     readonly requestId: string,
-    /** Set while the server drains, so responses carry `connection: close`. */
-    readonly closeConnection: boolean,
+    /** The listener's state: while it drains, responses carry `connection: close`. */
+    private readonly server: { readonly draining: boolean },
   ) {
     const t = route.config.timeout;
     if (t > 0) this.deadline = this.start + t;
+  }
+
+  /** Read when the response is sent, so a response that starts during the drain gets it too. */
+  get closeConnection(): boolean {
+    return this.server.draining;
   }
 
   /** Milliseconds left before the deadline; Infinity without one. */

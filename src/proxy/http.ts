@@ -35,7 +35,7 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId);
     }
 
-    const ex = new Exchange(req, res, route, method, requestId, state.draining);
+    const ex = new Exchange(req, res, route, method, requestId, state);
     let path = target.path;
     if (route.rewriteFrom !== null && route.rewriteTo !== null && path.startsWith(route.rewriteFrom)) {
       const rest = path.slice(route.rewriteFrom.length);

@@ -236,7 +236,7 @@ export class WebSocketProxy {
     }
     // Count the handshake against the cap now, so a burst cannot overshoot it.
     this.perRoute.set(route.name, (this.perRoute.get(route.name) ?? 0) + 1);
-    const ex = new Exchange(req, res, route, method, requestId, this.state.draining);
+    const ex = new Exchange(req, res, route, method, requestId, this.state);
     ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
     ex.upstreamPath = (target.path || '/') + target.query;
     this.handshake(ex, target.authority).then(
