@@ -1,0 +1,73 @@
+// Smoke test of the benchmark suite: every scenario for 1 second, 1 round, in one
+// process (`node bench/run.js --smoke`), so the scripts keep working. The
+// figures are not checked, only that each scenario ran and printed its table.
+// Needs dist/ (CI builds before testing); uses nginx when installed.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const RUN = join(REPO, 'bench', 'run.js');
+const MAIN_JS = join(REPO, 'dist', 'main.js');
+
+// Each scenario's heading, as printed by bench/run.js, and a header cell of its table.
+const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
+  ['throughput', '## Throughput', '| target | req/s |'],
+  ['latency', '## Latency at a fixed rate', '| target | achieved req/s |'],
+  ['access-log', '## Access log on', '| target | req/s |'],
+  ['fail-fast', '## Fail-fast', '| mode | req/s |'],
+  ['retries', '## Retries', '| target | req/s |'],
+  ['memory', '## Memory', '| target | RSS idle MB |'],
+  ['websocket', '## WebSocket echo', '| target | messages/s |'],
+];
+
+const out = mkdtempSync(join(tmpdir(), 'outrigger-bench-smoke-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [RUN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`bench smoke did not finish within ${timeoutMs} ms\n${stderr.slice(-4000)}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('bench smoke (node bench/run.js --smoke)', () => {
+  it(
+    'runs every scenario for 1 second and prints its table',
+    async () => {
+      if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run \`npm run build\` before this test`);
+      const { code, stdout, stderr } = await runBench(['--smoke', '--out', out], 170_000);
+      expect(code, `bench exited with ${code}\n${stderr.slice(-4000)}`).toBe(0);
+      expect(stdout).not.toContain('FAILED');
+      for (const [name, heading, header] of SCENARIOS) {
+        const at = stdout.indexOf(heading);
+        expect(at, `${name}: heading "${heading}" missing from stdout`).toBeGreaterThanOrEqual(0);
+        const next = stdout.indexOf('\n## ', at + 1);
+        const section = stdout.slice(at, next === -1 ? undefined : next);
+        expect(section, `${name}: table missing`).toContain(header);
+        expect(section, `${name}: table has no rows`).toMatch(/\n\|---[^\n]*\n\| [^\n]+\|/);
+      }
+      const files = readdirSync(out);
+      for (const [name] of SCENARIOS) {
+        expect(files.some((f) => f.startsWith(`${name}-smoke-`) && f.endsWith('.json')), `${name}: no JSON results in ${out}`).toBe(true);
+      }
+      expect(files).toContain('latest-smoke.json');
+    },
+    180_000,
+  );
+});
