@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { WebSocket, WebSocketServer, RawData } from 'ws';
 import type { Metrics } from '../admin/metrics.js';
 import { ProxyError, errorResponse } from '../errors.js';
 import { backoffDelay, type DecorrelatedState } from '../policies/backoff.js';
@@ -31,6 +31,17 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
 /** Pause the sending side once the receiving leg has this much queued. */
 const HIGH_WATER = 1024 * 1024;
 const PING_PAYLOAD = Buffer.from('outrigger');
+// ws readyState values (RFC 6455 / WHATWG).
+const OPEN = 1;
+const CLOSED = 3;
+
+// `ws` is loaded on the first upgrade: a proxy that never sees one saves its memory.
+type WsModule = typeof import('ws');
+let wsLib: WsModule | null = null;
+let wsLoading: Promise<WsModule> | null = null;
+function loadWs(): Promise<WsModule> {
+  return (wsLoading ??= import('ws').then((m) => (wsLib = m)));
+}
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
 /** Request headers the ws client sets itself, or that are hop-by-hop. */
@@ -92,7 +103,7 @@ class Connection {
     if (ws.maxLifetime > 0) this.schedule(() => this.end('lifetime'), ws.maxLifetime);
     if (ws.ping > 0) {
       const t = setInterval(() => {
-        if (upstream.readyState === WebSocket.OPEN) upstream.ping(PING_PAYLOAD);
+        if (upstream.readyState === OPEN) upstream.ping(PING_PAYLOAD);
       }, ws.ping);
       this.timers.push(t);
     }
@@ -104,7 +115,7 @@ class Connection {
     this.finish(reason);
     for (const leg of [this.client, this.upstream]) {
       if (reason === 'error') leg.terminate();
-      else if (leg.readyState === WebSocket.OPEN) leg.close(code, text);
+      else if (leg.readyState === OPEN) leg.close(code, text);
       else leg.terminate();
       // A peer that never answers our close frame is cut after a short grace.
       const t = setTimeout(() => leg.terminate(), 2000);
@@ -118,7 +129,7 @@ class Connection {
       const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
       if (fromClient) this.bytesIn += size;
       else this.bytesOut += size;
-      if (to.readyState !== WebSocket.OPEN) return;
+      if (to.readyState !== OPEN) return;
       to.send(data, { binary: isBinary }, () => {
         if (from.isPaused && to.bufferedAmount < HIGH_WATER / 2) from.resume();
       });
@@ -126,13 +137,13 @@ class Connection {
     });
     from.on('ping', (data: Buffer) => {
       this.lastActivity = Date.now();
-      if (to.readyState === WebSocket.OPEN) to.ping(data);
+      if (to.readyState === OPEN) to.ping(data);
     });
     from.on('pong', (data: Buffer) => {
       this.lastActivity = Date.now();
       // Answers to the proxy's own keep-alive pings stop here.
       if (!fromClient && data.equals(PING_PAYLOAD)) return;
-      if (to.readyState === WebSocket.OPEN) to.pong(data);
+      if (to.readyState === OPEN) to.pong(data);
     });
   }
 
@@ -141,7 +152,7 @@ class Connection {
       return;
     }
     this.finish(side);
-    if (other.readyState === WebSocket.OPEN) {
+    if (other.readyState === OPEN) {
       // 1005/1006 mean "no code" and "abnormal"; they must not be sent on the wire.
       if (code === 1005 || code === 1006 || code < 1000 || code >= 5000 || code === 1015) other.close();
       else other.close(code, reason);
@@ -176,16 +187,16 @@ export class WebSocketProxy {
   private readonly fallbacks = new WeakMap<CompiledRoute, FallbackPlan>();
   /** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
   private readonly pending = new WeakMap<IncomingMessage, { protocol: string; extra: string[] }>();
-  private readonly wssPlain = this.server(false);
-  private readonly wssDeflate = this.server(true);
+  private wssPlain: WebSocketServer | null = null;
+  private wssDeflate: WebSocketServer | null = null;
 
   constructor(
     private readonly state: ProxyState,
     private readonly metrics: Metrics,
   ) {}
 
-  private server(deflate: boolean): WebSocketServer {
-    const wss = new WebSocketServer({
+  private server(lib: WsModule, deflate: boolean): WebSocketServer {
+    const wss = new lib.WebSocketServer({
       noServer: true,
       autoPong: false,
       clientTracking: false,
@@ -205,6 +216,20 @@ export class WebSocketProxy {
 
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
+    if (wsLib === null) {
+      loadWs().then(
+        () => this.upgrade(req, socket, head),
+        (err: unknown) => {
+          this.state.log.error({ err }, 'cannot load ws');
+          socket.destroy();
+        },
+      );
+      return;
+    }
+    this.upgrade(req, socket, head);
+  };
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const res = new ServerResponse(req);
     res.assignSocket(socket as Socket);
     res.shouldKeepAlive = false;
@@ -284,14 +309,14 @@ export class WebSocketProxy {
         sendError(pe, route, ex.attempts);
       },
     );
-  };
+  }
 
   /** Closes every connection (drain) with `code`; resolves when all are gone or after `graceMs`. */
   closeAll(code: number, text: string, graceMs = 2000): Promise<void> {
     const legs: Array<Promise<void>> = [];
     for (const c of [...this.conns]) {
       for (const leg of [c.client, c.upstream]) {
-        if (leg.readyState !== WebSocket.CLOSED) legs.push(new Promise((r) => leg.once('close', () => r())));
+        if (leg.readyState !== CLOSED) legs.push(new Promise((r) => leg.once('close', () => r())));
       }
       c.end('drain', code, text);
     }
@@ -382,7 +407,7 @@ export class WebSocketProxy {
       const url = `${endpoint.origin.replace(/^http/, 'ws')}${ex.upstreamPath}`;
       let opened = false;
       let answered = false;
-      const upstream = new WebSocket(url, protocols, {
+      const upstream = new (wsLib as WsModule).WebSocket(url, protocols, {
         headers,
         handshakeTimeout: left,
         perMessageDeflate: offersDeflate,
@@ -427,7 +452,10 @@ export class WebSocketProxy {
     const extra = [`x-outrigger-attempts: ${ex.attempts}`];
     for (const c of h.headers['set-cookie'] ?? []) extra.push(`set-cookie: ${c}`);
     this.pending.set(req, { protocol: upstream.protocol, extra });
-    const wss = upstream.extensions.includes('permessage-deflate') ? this.wssDeflate : this.wssPlain;
+    const lib = wsLib as WsModule;
+    const wss = upstream.extensions.includes('permessage-deflate')
+      ? (this.wssDeflate ??= this.server(lib, true))
+      : (this.wssPlain ??= this.server(lib, false));
     wss.handleUpgrade(req, socket, head, (client) => {
       this.pending.delete(req);
       this.metrics.wsUpgrades.labels(route.name, 'accepted').inc();
