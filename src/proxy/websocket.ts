@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type * as WsNamespace from 'ws';
 import type { WebSocket, WebSocketServer, RawData } from 'ws';
 import type { Metrics } from '../admin/metrics.js';
 import { ProxyError, errorResponse } from '../errors.js';
@@ -36,7 +37,7 @@ const OPEN = 1;
 const CLOSED = 3;
 
 // `ws` is loaded on the first upgrade: a proxy that never sees one saves its memory.
-type WsModule = typeof import('ws');
+type WsModule = typeof WsNamespace;
 let wsLib: WsModule | null = null;
 let wsLoading: Promise<WsModule> | null = null;
 function loadWs(): Promise<WsModule> {
