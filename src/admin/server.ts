@@ -98,7 +98,13 @@ export function createAdminHandler(state: AdminState): (req: IncomingMessage, re
       );
       return;
     }
-    const name = decodeURIComponent((bm as RegExpExecArray)[1] as string);
+    let name: string;
+    try {
+      name = decodeURIComponent((bm as RegExpExecArray)[1] as string);
+    } catch {
+      // A malformed %-escape would otherwise throw out of the request listener and crash the process.
+      return json(res, 400, { error: { code: 'BAD_REQUEST', message: 'the breaker name is not valid percent-encoding' } });
+    }
     const action = (bm as RegExpExecArray)[2];
     const breaker = state.proxy.runtime.breaker(name);
     if (!breaker) return json(res, 404, { error: { code: 'NOT_FOUND', message: `no breaker named ${JSON.stringify(name)}` } });

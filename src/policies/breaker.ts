@@ -117,7 +117,10 @@ export class Breaker {
       ? new SamplingBreaker({
           threshold: settings.failureRate.threshold,
           duration: settings.failureRate.window,
-          minimumRps: settings.failureRate.minRequests / (settings.failureRate.window / 1000),
+          // cockatiel opens only when calls >= window * minimumRps; that product comes back
+          // as e.g. 21.000000000000004 for 21 calls over 10s, which would demand a 22nd call.
+          // Half a call of slack makes exactly minRequests calls enough, and never fewer.
+          minimumRps: (settings.failureRate.minRequests - 0.5) / (settings.failureRate.window / 1000),
         })
       : new ConsecutiveBreaker(settings.consecutiveFailures ?? 5);
 

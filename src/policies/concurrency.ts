@@ -3,7 +3,7 @@
 // until headers, because that is when the upstream connection is free again.
 import { BulkheadRejectedError, type BulkheadPolicy } from 'cockatiel';
 import { ProxyError } from '../errors.js';
-import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+import { ClientGoneError, type Exchange, type Handler, type Reply } from '../proxy/exchange.js';
 
 function overloaded(ex: Exchange): ProxyError {
   ex.route.metrics.overload.inc();
@@ -24,11 +24,22 @@ export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handl
             reject(new ProxyError('OUTRIGGER_TIMEOUT', 'the deadline passed while waiting for a concurrency slot'));
           }, Math.max(0, left));
         }
+        // A client that leaves while queued settles the request now (and is not a timeout).
+        // Left pending, the stack's promise would never settle, holding the exchange forever.
+        ex.cancel = (err) => {
+          if (queueTimer !== null) clearTimeout(queueTimer);
+          ex.cancel = null;
+          reject(err);
+        };
       }
       bulkhead
         .execute(() => {
           if (queueTimer !== null) clearTimeout(queueTimer);
-          if (ex.finished) return undefined;
+          ex.cancel = null;
+          if (ex.finished) {
+            reject(new ClientGoneError());
+            return undefined;
+          }
           next(ex).then(resolve, reject);
           return ex.completion();
         })

@@ -31,6 +31,8 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private reject: ((e: unknown) => void) | null = null;
   private failure: Error | null = null;
   private lateError: Error | null = null;
+  /** The whole response arrived while paused at HEADERS (HEAD, 204, 304, an empty body). */
+  private completeEarly = false;
 
   constructor(
     private readonly ex: Exchange,
@@ -112,6 +114,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
 
   onComplete(): void {
     if (this.phase === STREAM) this.ex.res.end();
+    else if (this.phase === HEADERS) {
+      // No body to wait for: pausing at headers cannot hold back a message already parsed.
+      // send() must end the client response itself, or it would hang forever.
+      this.completeEarly = true;
+      return;
+    }
     this.phase = DONE;
   }
 
@@ -152,12 +160,21 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
       res.destroy(this.lateError);
       return;
     }
+    if (this.completeEarly) {
+      this.phase = DONE;
+      res.end();
+      return;
+    }
     this.phase = STREAM;
     this.resumeFn?.();
   }
 
   discard(): void {
     if (this.phase !== HEADERS) return;
+    if (this.completeEarly) {
+      this.phase = DONE;
+      return;
+    }
     const len = (this.head as ResponseHead).contentLength;
     if (!this.lateError && len >= 0 && len <= DRAIN_LIMIT) {
       this.phase = DISCARD;
