@@ -165,6 +165,9 @@ export class RouteMetrics {
     this.fallbacks = byKey(FALLBACK_ON, (t) => m.fallbacks.labels(route, t));
     this.timeouts = byKey(TIMEOUT_KINDS, (k) => m.timeouts.labels(route, k));
     this.requests = METHOD_LABELS.map(() => new Map());
+    // Zero series from the start, so rate() and absent() work before the first event.
+    for (const c of [this.budgetExhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    if (this.attempts) for (const c of Object.values<CounterChild>(this.attempts)) c.inc(0);
   }
 
   request(method: string, code: number): void {

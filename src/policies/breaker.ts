@@ -171,11 +171,20 @@ export class Breaker {
     if (!this.isolation) this.isolation = this.policy.isolate();
   }
 
-  /** Ends an isolation; a breaker that was not isolated is left alone. */
+  /**
+   * Closes the breaker: ends an isolation, or force-closes one that opened on failures
+   * (an operator who fixed the upstream need not wait for the probe). cockatiel has no
+   * close() of its own; isolating and releasing at once is its way to the closed state.
+   * Returns false when the breaker was already closed.
+   */
   reset(): boolean {
-    if (!this.isolation) return false;
-    this.isolation.dispose();
-    this.isolation = null;
+    if (this.isolation) {
+      this.isolation.dispose();
+      this.isolation = null;
+      return true;
+    }
+    if (this.policy.state === CircuitState.Closed) return false;
+    this.policy.isolate().dispose();
     return true;
   }
 
