@@ -17,6 +17,20 @@ async function breakerState(px: TestProxy, name = 'r1'): Promise<Record<string, 
 }
 
 describe('circuit breaker', () => {
+  it('is force-closed by POST /breakers/{name}/reset after opening on failures', async () => {
+    const up = track(await startUpstream(ok('down', 503)));
+    const px = track(await startProxy(oneRoute(up.url, { retry: NO_RETRY, breaker: { consecutiveFailures: 1, halfOpenAfter: '1m' } })));
+    await req(px.url, { path: '/a' });
+    expect(await breakerState(px)).toMatchObject({ state: 'open' });
+    up.behave = ok('up');
+    const r = await fetch(`${px.adminUrl}/breakers/r1/reset`, { method: 'POST' });
+    expect(r.status).toBe(200);
+    expect(await breakerState(px)).toMatchObject({ state: 'closed', consecutiveFailures: 0 });
+    const after = await req(px.url, { path: '/a' });
+    expect(after.status).toBe(200);
+    expect(after.body).toBe('up');
+  });
+
   it('opens after exactly N failures, fails fast without touching the upstream, half-opens and closes', async () => {
     const up = track(await startUpstream(ok('down', 503)));
     const px = track(await startProxy(oneRoute(up.url, { retry: NO_RETRY, breaker: { consecutiveFailures: 3, halfOpenAfter: '500ms' } })));
