@@ -71,6 +71,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     onIdle: null,
   };
 
+  let watcher: ConfigWatcher | null = null;
+  const watch = (pollInterval: number, hash: string) => new ConfigWatcher(opts.configPath, pollInterval, () => void admin.reload(), log, hash);
   let reloading: Promise<string[]> | null = null;
   const admin: AdminState = {
     proxy: state,
@@ -92,10 +94,23 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
       return problems;
     }
-    if (next.hash === prev.loaded.hash) return [];
+    if (next.hash === prev.loaded.hash) {
+      // The file is back to what is being served (say, a bad edit reverted): nothing to
+      // apply, but the last reload no longer failed.
+      admin.lastReloadError = null;
+      return [];
+    }
     const changedListeners = (['listen', 'admin', 'metrics'] as const).filter(
       (k) => JSON.stringify(next.config[k]) !== JSON.stringify(prev.config[k]),
     );
+    // Everything but the listener addresses takes effect now: the log level (unless the
+    // environment pins it) before the runtime is built, as that reads it; the poll interval
+    // by restarting the watcher.
+    if (!opts.logger) log.level = effectiveLevel(next.config.log.level, env);
+    if (watcher !== null && next.config.reload.pollInterval !== prev.config.reload.pollInterval) {
+      watcher.close();
+      watcher = watch(next.config.reload.pollInterval, next.hash);
+    }
     const rt = Runtime.build(next, metrics, log, prev);
     state.runtime = rt;
     admin.lastReloadError = null;
@@ -132,7 +147,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   }
   admin.ready = true;
 
-  const watcher = opts.watch === false ? null : new ConfigWatcher(opts.configPath, cfg.reload.pollInterval, () => void admin.reload(), log);
+  if (opts.watch !== false) watcher = watch(cfg.reload.pollInterval, loaded.hash);
 
   log.info(
     {
@@ -151,6 +166,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     if (closed) return;
     closed = true;
     watcher?.close();
+    watcher = null;
     await ws.closeAll(1001, 'proxy shutting down', 200);
     proxyServer.closeAllConnections();
     await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
@@ -172,6 +188,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size }, 'draining: readiness is off');
       await sleep(delay);
       watcher?.close();
+      watcher = null;
       // Stop accepting; keep-alive sockets close as soon as they are idle.
       const proxyClosed = closeServer(proxyServer);
       const idleTimer = setInterval(() => proxyServer.closeIdleConnections(), 250);

@@ -7,7 +7,7 @@ import type { EffectiveConfig, LoadedConfig } from './config/load.js';
 import type { Metrics, RouteMetrics, BreakerMetrics } from './admin/metrics.js';
 import { UNMATCHED_ROUTE } from './admin/metrics.js';
 import type { Logger } from './log.js';
-import { Breaker } from './policies/breaker.js';
+import { BREAKER_STATES, Breaker } from './policies/breaker.js';
 import { RetryBudget } from './policies/budget.js';
 import { buildPipeline } from './policies/pipeline.js';
 import type { CompiledRoute } from './proxy/exchange.js';
@@ -25,6 +25,9 @@ export class Runtime {
   readonly unmatched: RouteMetrics;
   /** Access-log sampling rate, 0 when access logs are off or info is disabled. */
   readonly accessSample: number;
+  private holds = 0;
+  private onIdle: (() => void) | null = null;
+  private idlePromise: Promise<void> | null = null;
 
   private constructor(
     readonly loaded: LoadedConfig,
@@ -35,6 +38,8 @@ export class Runtime {
     routes: CompiledRoute[],
     unmatched: RouteMetrics,
     accessSample: number,
+    private readonly metrics: Metrics,
+    private older: Runtime | null,
   ) {
     this.routes = routes;
     this.router = new Router(routes.map((r) => compileMatcher(r.config, r)));
@@ -134,15 +139,58 @@ export class Runtime {
       routes,
       metrics.forRoute(UNMATCHED_ROUTE, null),
       log.isLevelEnabled('info') ? sample : 0,
+      metrics,
+      previous,
     );
+  }
+
+  /**
+   * Counts a request that started under this runtime, until its response closes
+   * (`release`). Such a request may still send attempts (a body still uploading, a retry
+   * after backoff) after a reload, on this runtime's pools. A plain counter: this runs on
+   * every request.
+   */
+  acquire(): void {
+    this.holds++;
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.onIdle?.();
+  }
+
+  /**
+   * Resolves once no request of this runtime, nor of an older one, is open: a pool an older
+   * runtime shared with this one is in use by the older runtime's requests too.
+   */
+  private idle(): Promise<void> {
+    this.idlePromise ??= Promise.all([
+      this.holds === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.onIdle = resolve)),
+      this.older?.idle(),
+    ]).then(() => {
+      this.older = null;
+    });
+    return this.idlePromise;
   }
 
   /** Closes the pools of upstreams the next runtime no longer uses, once they are idle. */
   async retire(next: Runtime | null): Promise<void> {
-    const closing: Promise<void>[] = [];
-    for (const [name, kept] of this.upstreams) {
-      if (next?.upstreams.get(name)?.value !== kept.value) closing.push(kept.value.close());
+    // Breakers of removed routes are gone: drop their series too, or a dashboard would
+    // show (and alert on) the last state of a breaker that no longer exists.
+    const m = this.metrics;
+    for (const name of this.breakers.keys()) {
+      if (next?.breakers.has(name)) continue;
+      for (const state of BREAKER_STATES) {
+        m.breakerState.remove({ breaker: name, state });
+        m.breakerTransitions.remove({ breaker: name, to: state });
+      }
+      m.breakerRejections.remove({ breaker: name });
     }
-    await Promise.all(closing);
+    // Asked for even with nothing to close: once it resolves, this runtime lets go of the
+    // older ones, so a run of reloads does not keep every past runtime alive.
+    const idle = this.idle();
+    const removed = [...this.upstreams].filter(([name, kept]) => next?.upstreams.get(name)?.value !== kept.value);
+    if (removed.length === 0) return;
+    await idle;
+    await Promise.all(removed.map(([, kept]) => kept.value.close()));
   }
 }

@@ -12,18 +12,22 @@ export class ConfigWatcher {
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private debounce: NodeJS.Timeout | null = null;
-  private lastHash: string | null = null;
+  private lastHash: string | null;
   private closed = false;
 
+  /**
+   * `loadedHash` is the hash of the config the caller loaded. Starting from it, and not
+   * from a first read of our own, a change made between that load and our first read is
+   * still seen as a change.
+   */
   constructor(
     private readonly path: string,
     pollInterval: number,
     private readonly onChange: () => void,
     private readonly log: Logger,
+    loadedHash: string,
   ) {
-    void this.hash().then((h) => {
-      this.lastHash ??= h;
-    });
+    this.lastHash = loadedHash;
     try {
       this.watcher = watch(dirname(path), { persistent: false }, () => this.schedule());
       this.watcher.on('error', (err) => {
@@ -57,7 +61,8 @@ export class ConfigWatcher {
 
   private async hash(): Promise<string | null> {
     try {
-      return createHash('sha256').update(await readFile(this.path)).digest('hex');
+      // Hashed as decoded text, the way loadConfigText hashes it, so the two compare.
+      return createHash('sha256').update(await readFile(this.path, 'utf8')).digest('hex');
     } catch {
       return null;
     }

@@ -71,6 +71,9 @@ export class Exchange {
   private done: (() => void) | null = null;
   private donePromise: Promise<void> | null = null;
 
+  /** The runtime this request started under; its pools stay open until we finish (Runtime.retire). */
+  runtime: { release(): void } | null = null;
+
   constructor(
     readonly req: IncomingMessage,
     readonly res: ServerResponse,

@@ -51,6 +51,8 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     });
 
     state.inflight++;
+    rt.acquire();
+    ex.runtime = rt;
     route.metrics.inflight.inc();
     res.once('close', () => finish(state, ex));
 
@@ -145,6 +147,7 @@ function finish(state: ProxyState, ex: Exchange): void {
       'request',
     );
   }
+  ex.runtime?.release();
   state.inflight--;
   if (state.inflight === 0) state.onIdle?.();
 }
