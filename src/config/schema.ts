@@ -7,35 +7,27 @@ import { parseDuration, parseListen, parseSize } from '../util/units.js';
 const describeGot = (v: unknown): string =>
   typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : String(v);
 
+/** A string-or-number field parsed by `parse`; `what` names it in errors ("a duration like \"250ms\""). */
+function unit(what: string, parse: (v: string | number) => number | undefined, description: string) {
+  const message = (v: unknown) => `expected ${what}, got ${describeGot(v)}`;
+  return z
+    .union([z.number(), z.string()], { error: (iss) => message(iss.input) })
+    .transform((v, ctx) => {
+      const out = parse(v);
+      if (out === undefined) {
+        ctx.addIssue({ code: 'custom', message: message(v) });
+        return z.NEVER;
+      }
+      return out;
+    })
+    .meta({ description });
+}
+
 /** A duration: "250ms", "2s", "1m", "1h", or a number of milliseconds. Output: milliseconds. */
-export const duration = z
-  .union([z.number(), z.string()], {
-    error: (iss) => `expected a duration like "250ms", got ${describeGot(iss.input)}`,
-  })
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like "250ms", got ${describeGot(v)}` });
-      return z.NEVER;
-    }
-    return ms;
-  })
-  .meta({ description: 'A duration such as "250ms", "2s", "1m", or a number of milliseconds.' });
+export const duration = unit('a duration like "250ms"', parseDuration, 'A duration such as "250ms", "2s", "1m", or a number of milliseconds.');
 
 /** A size: "64KiB", "1MiB", "512B", or a number of bytes. Output: bytes. */
-export const size = z
-  .union([z.number(), z.string()], {
-    error: (iss) => `expected a size like "64KiB", got ${describeGot(iss.input)}`,
-  })
-  .transform((v, ctx) => {
-    const bytes = parseSize(v);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a size like "64KiB", got ${describeGot(v)}` });
-      return z.NEVER;
-    }
-    return bytes;
-  })
-  .meta({ description: 'A size such as "64KiB", "1MiB", or a number of bytes.' });
+export const size = unit('a size like "64KiB"', parseSize, 'A size such as "64KiB", "1MiB", or a number of bytes.');
 
 const listenAddress = z.string().refine((s) => parseListen(s) !== undefined, {
   error: (iss) => `expected a listen address like "0.0.0.0:15001", got ${describeGot(iss.input)}`,
