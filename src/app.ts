@@ -160,6 +160,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     },
     'outrigger listening',
   );
+  // The start-up line is what operators and scripts wait for: write it now, not with the next batch.
+  log.flush();
 
   let closed = false;
   async function shutdown(): Promise<void> {
