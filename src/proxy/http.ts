@@ -53,7 +53,7 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     state.inflight++;
     rt.acquire();
     ex.runtime = rt;
-    route.metrics.inflight.inc();
+    route.metrics.inflight++;
     res.once('close', () => finish(state, ex));
 
     const cl = req.headers['content-length'];
@@ -126,8 +126,8 @@ function finish(state: ProxyState, ex: Exchange): void {
   const m = ex.route.metrics;
   m.request(ex.method, code);
   const seconds = (performance.now() - ex.start) / 1000;
-  m.duration.observe(seconds);
-  m.inflight.dec();
+  m.observeDuration(seconds);
+  m.inflight--;
   const rt = state.runtime;
   if (rt.accessSample > 0 && (rt.accessSample >= 1 || Math.random() < rt.accessSample)) {
     state.log.info(
@@ -160,7 +160,7 @@ function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: S
   res.writeHead(r.status, r.headers);
   res.end(method === 'HEAD' ? undefined : r.body);
   m.request(method, r.status);
-  m.duration.observe((performance.now() - start) / 1000);
+  m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
   if (rt.accessSample > 0 && (rt.accessSample >= 1 || Math.random() < rt.accessSample)) {
     state.log.info({ access: true, route: null, method, path: req.url?.split('?')[0], status: r.status, attempts: 0, error: err.code, requestId }, 'request');
