@@ -76,8 +76,9 @@ export class Breaker {
   readonly routes: string[] = [];
   state: BreakerState = 'closed';
   since = new Date();
-  consecutiveFailures = 0;
   opens = 0;
+  private failuresInARow = 0;
+  private consecutive: ConsecutiveBreaker | null = null;
   /** @internal set by RecordingBackoff */
   openForMs = 0;
   private openedAt = 0;
@@ -130,12 +131,18 @@ export class Breaker {
       (r) => this.isFailureStatus((r as { status: number }).status),
     );
     this.policy = circuitBreaker(failurePolicy, { halfOpenAfter: factory, breaker: trip });
-    this.policy.onFailure((e) => {
-      if (e.handled) this.consecutiveFailures++;
-    });
-    this.policy.onSuccess(() => {
-      this.consecutiveFailures = 0;
-    });
+    if (trip instanceof ConsecutiveBreaker) {
+      // Its own count is the number we report. Success/failure listeners would make
+      // cockatiel time every call (two performance.now() and an event per attempt).
+      this.consecutive = trip;
+    } else {
+      this.policy.onFailure((e) => {
+        if (e.handled) this.failuresInARow++;
+      });
+      this.policy.onSuccess(() => {
+        this.failuresInARow = 0;
+      });
+    }
     this.policy.onStateChange((s) => this.transition(STATE_NAMES[s]));
   }
 
@@ -215,6 +222,11 @@ export class Breaker {
     };
   }
 
+  /** Failed attempts since the last success (or since the breaker last closed). */
+  get consecutiveFailures(): number {
+    return this.consecutive !== null ? (this.consecutive.state as number) : this.failuresInARow;
+  }
+
   private transition(to: BreakerState): void {
     const from = this.state;
     if (from === to) return;
@@ -224,7 +236,11 @@ export class Breaker {
       this.opens++;
       this.openedAt = Date.now();
     }
-    if (to === 'closed') this.consecutiveFailures = 0;
+    if (to === 'closed') {
+      this.failuresInARow = 0;
+      // cockatiel leaves the count as it was when an operator reset closed the breaker.
+      if (this.consecutive !== null) this.consecutive.state = 0;
+    }
     this.hooks.onTransition(this, from, to);
   }
 }

@@ -12,6 +12,17 @@ function overloaded(ex: Exchange): ProxyError {
 
 export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handler {
   return (ex) => {
+    if (bulkhead.executionSlots > 0) {
+      // A free slot: cockatiel runs `fn` synchronously, so the header phase starts (and its
+      // promise is returned) without a promise of our own around it. The slot is held until
+      // the exchange completes; that promise never rejects.
+      let headers: Promise<Reply> | null = null;
+      void bulkhead.execute(() => {
+        headers = next(ex);
+        return ex.completion();
+      });
+      if (headers !== null) return headers;
+    }
     if (bulkhead.executionSlots <= 0 && bulkhead.queueSlots <= 0) return Promise.reject(overloaded(ex));
     return new Promise<Reply>((resolve, reject) => {
       let queueTimer: NodeJS.Timeout | null = null;
