@@ -13,7 +13,22 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-export class ProxyError extends Error {
+/**
+ * Base of the errors the policy stack uses for control flow (a refused breaker, a failed
+ * attempt, a client that left). They are expected and carry no stack trace: capturing one
+ * cost more than the whole fail-fast path (measured with --cpu-prof), and a stack would
+ * only point into the proxy's own layers.
+ */
+export class ControlFlowError extends Error {
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
+
+export class ProxyError extends ControlFlowError {
   readonly status: number;
   constructor(
     readonly code: ErrorCode,

@@ -20,6 +20,7 @@ import {
   type IHalfOpenAfterBackoffContext,
 } from 'cockatiel';
 import type { EffectiveBreaker } from '../config/load.js';
+import { ControlFlowError } from '../errors.js';
 import { AttemptError, type FailureKind } from './outcome.js';
 import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
 
@@ -39,7 +40,7 @@ export interface BreakerHooks {
 }
 
 /** Thrown when the breaker refuses a call; never retried. */
-export class BreakerOpenError extends Error {
+export class BreakerOpenError extends ControlFlowError {
   constructor(readonly retryAfterSeconds: number) {
     super('breaker open');
     this.name = 'BreakerOpenError';
@@ -159,10 +160,18 @@ export class Breaker {
    */
   execute<T extends { status: number }>(fn: (probe: boolean) => Promise<T>): Promise<T> {
     const p = this.policy;
-    if (p.state === CircuitState.HalfOpen) {
+    const state = p.state;
+    if (state === CircuitState.HalfOpen) {
       // cockatiel would park this call behind the probe; a proxy fails fast instead.
       this.hooks.onReject(this);
       return Promise.reject(new BreakerOpenError(1));
+    }
+    // While isolated, or open with time left, cockatiel would only build and throw its own
+    // error (with a stack trace, the dearest part of a rejection): answer without calling it.
+    // Once the open time is up, the call goes to cockatiel, which sends it as the probe.
+    if (state === CircuitState.Isolated || (state === CircuitState.Open && Date.now() - this.openedAt < this.openForMs)) {
+      this.hooks.onReject(this);
+      return Promise.reject(new BreakerOpenError(this.retryAfterSeconds() ?? 1));
     }
     return p.execute(() => fn(p.state !== CircuitState.Closed)).catch((err: unknown) => {
       if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {

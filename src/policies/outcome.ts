@@ -1,5 +1,6 @@
 // How one attempt ended, in the closed vocabulary that retry `on`, breaker `failOn`,
 // fallback triggers and metric labels are all written in.
+import { ControlFlowError } from '../errors.js';
 
 /** Why an attempt failed before response headers. */
 export type FailureKind = 'connect-failure' | 'refused-stream' | 'reset' | 'timeout' | 'client-abort';
@@ -12,7 +13,7 @@ export const ATTEMPT_OUTCOMES = ['success', 'http_4xx', 'http_5xx', 'timeout', '
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
 /** An attempt that failed before response headers. Thrown inside the policy stack only. */
-export class AttemptError extends Error {
+export class AttemptError extends ControlFlowError {
   constructor(
     readonly kind: FailureKind,
     override readonly cause?: unknown,

@@ -4,7 +4,7 @@
 import type { Dispatcher } from 'undici';
 import type { Exchange, Reply } from './exchange.js';
 import { ClientGoneError } from './exchange.js';
-import { clientResponseHeaders, type ResponseHead } from './headers.js';
+import { clientResponseHeaders, upstreamRequestHeaders, type ResponseHead } from './headers.js';
 import { attemptBudget } from '../policies/timeout.js';
 import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../policies/outcome.js';
 
@@ -66,7 +66,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
           origin: endpoint.origin,
           path: ex.upstreamPath,
           method: ex.method as Dispatcher.HttpMethod,
-          headers: ex.upstreamHeaders,
+          headers: (ex.upstreamHeaders ??= upstreamRequestHeaders(ex.req.rawHeaders, {
+            clientAddress: ex.req.socket.remoteAddress ?? '',
+            host: ex.authority,
+            requestId: ex.requestId,
+            upstreamHost: cfg.preserveHost ? ex.authority : null,
+          })),
           body,
           bodyTimeout: cfg.bodyTimeout,
           headersTimeout: 0,

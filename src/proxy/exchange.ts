@@ -11,6 +11,7 @@ import type { Breaker } from '../policies/breaker.js';
 import type { RetryBudget } from '../policies/budget.js';
 import type { FallbackOn } from '../config/schema.js';
 import type { Upstream } from './upstream.js';
+import { ControlFlowError } from '../errors.js';
 
 /** What the header phase produces: an upstream response or one the proxy made. */
 export interface Reply {
@@ -40,7 +41,7 @@ export interface CompiledRoute {
 }
 
 /** The client went away; unwinds the stack without counting against anything. */
-export class ClientGoneError extends Error {
+export class ClientGoneError extends ControlFlowError {
   constructor() {
     super('client went away');
     this.name = 'ClientGoneError';
@@ -55,7 +56,10 @@ export class Exchange {
   /** Index into route.upstream.endpoints of the last attempt, -1 before the first. */
   endpoint = -1;
   upstreamPath = '/';
-  upstreamHeaders: string[] = [];
+  /** Host as the client sent it (Host header or absolute-form URL). */
+  authority = '';
+  /** Built on the first attempt, so a request refused before one never pays for it. */
+  upstreamHeaders: string[] | null = null;
   /** null: no body; Buffer: buffered and replayable; Readable: streamed once. */
   body: Buffer | Readable | null = null;
   clientGone = false;

@@ -8,7 +8,6 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Reply } from './exchange.js';
-import { upstreamRequestHeaders } from './headers.js';
 import { parseTarget } from './router.js';
 
 export interface ProxyState {
@@ -43,12 +42,7 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       if (path === '') path = '/';
     }
     ex.upstreamPath = path + target.query;
-    ex.upstreamHeaders = upstreamRequestHeaders(req.rawHeaders, {
-      clientAddress: req.socket.remoteAddress ?? '',
-      host: target.authority,
-      requestId,
-      upstreamHost: route.config.preserveHost ? target.authority : null,
-    });
+    ex.authority = target.authority;
 
     state.inflight++;
     rt.acquire();
@@ -135,7 +129,7 @@ function finish(state: ProxyState, ex: Exchange): void {
         access: true,
         route: ex.route.name,
         method: ex.method,
-        path: ex.req.url?.split('?')[0],
+        path: pathOf(ex.req.url),
         status: code,
         attempts: ex.attempts,
         durationMs: Math.round(seconds * 1e6) / 1000,
@@ -144,7 +138,6 @@ function finish(state: ProxyState, ex: Exchange): void {
         error: ex.errorCode ?? (midBodyLoss ? 'response_truncated' : undefined),
         requestId: ex.requestId,
       },
-      'request',
     );
   }
   ex.runtime?.release();
@@ -163,8 +156,15 @@ function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: S
   m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
   if (rt.accessSample > 0 && (rt.accessSample >= 1 || Math.random() < rt.accessSample)) {
-    state.log.info({ access: true, route: null, method, path: req.url?.split('?')[0], status: r.status, attempts: 0, error: err.code, requestId }, 'request');
+    state.log.info({ access: true, route: null, method, path: pathOf(req.url), status: r.status, attempts: 0, error: err.code, requestId });
   }
+}
+
+/** The request path without its query (queries can carry tokens; logs never do). */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 function firstValue(v: string | string[] | undefined): string | undefined {
