@@ -23,6 +23,7 @@ import { AttemptError, type FailureKind } from '../policies/outcome.js';
 import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
 import { parseTarget } from './router.js';
+import { tunnel } from './tunnel.js';
 
 export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
 export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
@@ -251,20 +252,28 @@ export class WebSocketProxy {
     if (!route.config.upgrades.includes(token)) {
       return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', `upgrade to ${JSON.stringify(token)} is not allowed on route ${route.name}`), route);
     }
-    if (token !== 'websocket') {
-      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', `only websocket upgrades are tunnelled; ${JSON.stringify(token)} is not supported`), route);
-    }
     const m = this.metrics;
     const cap = route.config.websocket.maxConnections;
     if ((this.perRoute.get(route.name) ?? 0) >= cap) {
-      m.wsUpgrades.labels(route.name, 'rejected_overload').inc();
-      return sendError(new ProxyError('OUTRIGGER_OVERLOADED', `route ${route.name} has ${cap} WebSocket connections, its maxConnections`), route);
+      if (token === 'websocket') m.wsUpgrades.labels(route.name, 'rejected_overload').inc();
+      return sendError(new ProxyError('OUTRIGGER_OVERLOADED', `route ${route.name} has ${cap} upgraded connections, its websocket.maxConnections`), route);
     }
     // Count the handshake against the cap now, so a burst cannot overshoot it.
     this.perRoute.set(route.name, (this.perRoute.get(route.name) ?? 0) + 1);
     const ex = new Exchange(req, res, route, method, requestId, this.state);
     ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
     ex.upstreamPath = (target.path || '/') + target.query;
+    ex.authority = target.authority;
+    if (token !== 'websocket') {
+      const started = Date.now();
+      tunnel(ex, token, socket, head, () => {
+        this.release(route);
+        if (this.state.runtime.accessSample > 0) {
+          this.state.log.info({ access: true, upgrade: token, route: route.name, durationMs: Date.now() - started, attempts: ex.attempts, requestId });
+        }
+      });
+      return;
+    }
     this.handshake(ex, target.authority).then(
       (h) => {
         if (h.status !== 101) {
