@@ -45,16 +45,27 @@ export function rssMB(pid) {
 }
 
 /** A free TCP port on 127.0.0.1 (bind to 0, read, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+// Ports already handed out by this process. The kernel may give a just-closed ephemeral
+// port out again, so three calls in a row can return the same port twice.
+const handedOut = new Set();
+
+export async function freePort() {
+  for (let tries = 0; tries < 50; tries++) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no fresh loopback port after 50 tries');
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
