@@ -66,6 +66,22 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   return out;
 }
 
+/**
+ * Upgrade handshakes (WebSocket, tunnels) are sent with node's http client or ws, which take
+ * an object: the same headers as upstreamRequestHeaders, minus `skip`, one entry per name.
+ */
+export function upgradeRequestHeaders(raw: readonly string[], info: ForwardInfo, skip: ReadonlySet<string>): Record<string, string> {
+  const flat = upstreamRequestHeaders(raw, info);
+  const out: Record<string, string> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = (flat[i] as string).toLowerCase();
+    if (skip.has(k)) continue;
+    const v = flat[i + 1] as string;
+    out[k] = out[k] !== undefined ? `${out[k]}, ${v}` : v;
+  }
+  return out;
+}
+
 export interface ResponseHead {
   headers: string[];
   contentLength: number;

@@ -9,9 +9,10 @@ import type { Duplex } from 'node:stream';
 import { ProxyError, errorResponse } from '../errors.js';
 import { BreakerOpenError } from '../policies/breaker.js';
 import { AttemptError, classifyError } from '../policies/outcome.js';
+import { upgradeRequestHeaders } from './headers.js';
 import type { Exchange } from './exchange.js';
 
-const HOP = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'host', 'content-length']);
+const NOT_SENT = new Set(['content-length']);
 
 interface Upgraded {
   status: 101;
@@ -29,21 +30,19 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
   return new Promise<Answer>((resolve, reject) => {
     if (!endpoint) return reject(new AttemptError('connect-failure'));
     const url = new URL(endpoint.origin);
-    const headers: Record<string, string> = {};
-    const raw = ex.req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) {
-      const k = (raw[i] as string).toLowerCase();
-      if (!HOP.has(k)) headers[k] = headers[k] ? `${headers[k]}, ${raw[i + 1] as string}` : (raw[i + 1] as string);
-    }
+    const headers = upgradeRequestHeaders(
+      ex.req.rawHeaders,
+      {
+        clientAddress: ex.req.socket.remoteAddress ?? '',
+        host: ex.authority,
+        requestId: ex.requestId,
+        upstreamHost: route.config.preserveHost ? ex.authority : endpoint.authority,
+      },
+      NOT_SENT,
+    );
+    // The hop-by-hop Upgrade and Connection are the point of this request: set them again.
     headers.connection = 'Upgrade';
     headers.upgrade = String(ex.req.headers.upgrade);
-    headers.host = route.config.preserveHost ? ex.authority : endpoint.authority;
-    const xff = ex.req.headers['x-forwarded-for'];
-    const client = ex.req.socket.remoteAddress ?? '';
-    headers['x-forwarded-for'] = xff ? `${String(xff)}, ${client}` : client;
-    headers['x-forwarded-proto'] = 'http';
-    headers['x-forwarded-host'] = ex.authority;
-    headers['x-request-id'] = ex.requestId;
     let connected = false;
     const r = request({ hostname: url.hostname, port: url.port || 80, method: ex.method, path: ex.upstreamPath, headers, agent: false });
     const timer = setTimeout(() => {

@@ -23,6 +23,7 @@ import { AttemptError, type FailureKind } from '../policies/outcome.js';
 import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
 import { parseTarget } from './router.js';
+import { upgradeRequestHeaders } from './headers.js';
 import { tunnel } from './tunnel.js';
 
 export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
@@ -46,12 +47,8 @@ function loadWs(): Promise<WsModule> {
 }
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
-/** Request headers the ws client sets itself, or that are hop-by-hop. */
-const NOT_FORWARDED = new Set([
-  'connection', 'upgrade', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding',
-  'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol',
-  'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'content-length',
-]);
+/** Handshake headers the ws client sets itself (hop-by-hop ones are already gone). */
+const WS_SET_BY_CLIENT = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'content-length']);
 
 /** The upstream answered 101 but not as a WebSocket server would: never retried. */
 class FakeUpgradeError extends AttemptError {
@@ -398,17 +395,11 @@ export class WebSocketProxy {
       const left = Math.max(1, Math.floor(ex.remaining()));
       if (!endpoint) return reject(new AttemptError('connect-failure'));
       const req = ex.req;
-      const headers: Record<string, string> = {};
-      for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        const k = (req.rawHeaders[i] as string).toLowerCase();
-        if (!NOT_FORWARDED.has(k)) headers[k] = headers[k] ? `${headers[k]}, ${req.rawHeaders[i + 1] as string}` : (req.rawHeaders[i + 1] as string);
-      }
-      const xff = req.headers['x-forwarded-for'];
-      headers['x-forwarded-for'] = xff ? `${String(xff)}, ${req.socket.remoteAddress ?? ''}` : (req.socket.remoteAddress ?? '');
-      headers['x-forwarded-proto'] = 'http';
-      headers['x-forwarded-host'] = authority;
-      headers['x-request-id'] = ex.requestId;
-      if (route.config.preserveHost) headers.host = authority;
+      const headers = upgradeRequestHeaders(
+        req.rawHeaders,
+        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null },
+        WS_SET_BY_CLIENT,
+      );
       const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
         .split(',')
         .map((p) => p.trim())
