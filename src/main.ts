@@ -76,6 +76,16 @@ async function run(args: string[]): Promise<void> {
     else usageError(`unknown argument ${a}`);
   }
   const configPath = resolveConfigPath(configFlag);
+  // A signal during start-up must not kill the process with node's default action: a stop
+  // is remembered and honoured (a clean drain) once the listeners are up; a SIGHUP is moot,
+  // since the config is being read right now.
+  let earlyStop: NodeJS.Signals | null = null;
+  const early = (sig: NodeJS.Signals) => {
+    if (sig !== 'SIGHUP') earlyStop ??= sig;
+  };
+  process.on('SIGTERM', early);
+  process.on('SIGINT', early);
+  process.on('SIGHUP', early);
   let app;
   try {
     app = await start({ configPath });
@@ -108,9 +118,13 @@ async function run(args: string[]): Promise<void> {
       },
     );
   };
+  process.off('SIGTERM', early);
+  process.off('SIGINT', early);
+  process.off('SIGHUP', early);
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
   process.on('SIGHUP', () => void app.reload());
+  if (earlyStop !== null) onStop(earlyStop);
 }
 
 const argv = process.argv.slice(2);
