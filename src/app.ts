@@ -88,12 +88,14 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     try {
       next = loadConfigFile(opts.configPath);
     } catch (err) {
+      watcher?.acknowledge(err instanceof ConfigError ? (err.hash ?? null) : null);
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
       metrics.reloads.labels('rejected').inc();
       log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
       return problems;
     }
+    watcher?.acknowledge(next.hash);
     if (next.hash === prev.loaded.hash) {
       // The file is back to what is being served (say, a bad edit reverted): nothing to
       // apply, but the last reload no longer failed.
@@ -119,7 +121,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       { path: opts.configPath, hash: next.hash, routes: rt.routes.length, ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
     );
-    void prev.retire(rt);
+    prev.retire(rt).catch((err: unknown) => log.error({ err }, 'closing the pools of removed upstreams failed'));
     return [];
   }
 

@@ -111,7 +111,9 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
     collect: () => {
-      for (const rm of this.routes.values()) this.inflight.labels(rm.route).set(rm.inflight);
+      const byRoute = new Map<string, number>();
+      for (const rm of this.routes.values()) byRoute.set(rm.route, (byRoute.get(rm.route) ?? 0) + rm.inflight);
+      for (const [route, n] of byRoute) this.inflight.labels(route).set(n);
     },
   });
   readonly wsConnections = new Gauge({
@@ -185,18 +187,24 @@ class DurationView {
 
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ metricName: string; labels: Record<string, string>; value: number }> }> {
     const values: Array<{ metricName: string; labels: Record<string, string>; value: number }> = [];
-    const seen = new Set<string>();
+    // One series per route: a route whose upstream changed on reload has two RouteMetrics.
+    const byRoute = new Map<string, { counts: Float64Array; sum: number; count: number }>();
     for (const rm of this.routes()) {
-      if (seen.has(rm.route)) continue; // one series per route, even if its upstream changed
-      seen.add(rm.route);
+      let agg = byRoute.get(rm.route);
+      if (!agg) byRoute.set(rm.route, (agg = { counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 }));
+      for (let i = 0; i <= DURATION_BUCKETS.length; i++) agg.counts[i]! += rm.durationCounts[i] as number;
+      agg.sum += rm.durationSum;
+      agg.count += rm.durationCount;
+    }
+    for (const [route, agg] of byRoute) {
       let acc = 0;
       for (let i = 0; i <= DURATION_BUCKETS.length; i++) {
-        acc += rm.durationCounts[i] as number;
+        acc += agg.counts[i] as number;
         const le = i < DURATION_BUCKETS.length ? String(DURATION_BUCKETS[i]) : '+Inf';
-        values.push({ metricName: `${this.name}_bucket`, labels: { le, route: rm.route }, value: acc });
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, route }, value: acc });
       }
-      values.push({ metricName: `${this.name}_sum`, labels: { route: rm.route }, value: rm.durationSum });
-      values.push({ metricName: `${this.name}_count`, labels: { route: rm.route }, value: rm.durationCount });
+      values.push({ metricName: `${this.name}_sum`, labels: { route }, value: agg.sum });
+      values.push({ metricName: `${this.name}_count`, labels: { route }, value: agg.count });
     }
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
   }

@@ -67,6 +67,8 @@ export class ConfigError extends Error {
   constructor(
     readonly file: string,
     readonly problems: string[],
+    /** Hash of the rejected text, when it could be read. */
+    readonly hash?: string,
   ) {
     super(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
@@ -97,16 +99,16 @@ export function loadConfigText(text: string, path: string): LoadedConfig {
     if (err instanceof YAMLParseError) {
       const pos = err.linePos?.[0];
       const where = pos ? ` at line ${pos.line}, column ${pos.col}` : '';
-      throw new ConfigError(path, [`YAML syntax error${where}: ${err.message.split('\n')[0]}`]);
+      throw new ConfigError(path, [`YAML syntax error${where}: ${err.message.split('\n')[0]}`], hash);
     }
-    throw new ConfigError(path, [`syntax error: ${(err as Error).message}`]);
+    throw new ConfigError(path, [`syntax error: ${(err as Error).message}`], hash);
   }
   if (doc === null || doc === undefined) doc = {};
   const parsed = configSchema.safeParse(doc, { reportInput: true });
-  if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue));
+  if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue), hash);
   const problems: string[] = [];
   const config = buildEffective(parsed.data, dirname(path), problems);
-  if (problems.length > 0) throw new ConfigError(path, problems);
+  if (problems.length > 0) throw new ConfigError(path, problems, hash);
   return { path, hash, loadedAt: new Date(), config: deepFreeze(config) };
 }
 

@@ -121,7 +121,7 @@ const retryPartial = optional(retryScalars).extend({
 
 const failureRate = z.strictObject({
   threshold: z.number().gt(0).lt(1).meta({ description: 'Open when failures exceed this share of requests in the window (0 < t < 1).' }),
-  window: duration.default(10_000),
+  window: duration.refine((ms) => ms >= 1000, { error: 'expected a window of at least 1s' }).default(10_000),
   minRequests: z.number().int().min(1).default(20),
 });
 
@@ -168,7 +168,7 @@ const fallbackSchema = z.strictObject({
 });
 
 const websocketShape = {
-  handshakeTimeout: duration,
+  handshakeTimeout: duration.refine((ms) => ms > 0, { error: 'expected a handshake timeout above 0' }),
   idleTimeout: duration,
   maxLifetime: duration,
   maxConnections: z.number().int().min(1),

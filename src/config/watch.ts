@@ -44,6 +44,14 @@ export class ConfigWatcher {
     }
   }
 
+  /**
+   * The caller just loaded (or rejected) the file with this hash, on a signal or POST
+   * /reload: the next poll must not see it as a change and reload (or log) it twice.
+   */
+  acknowledge(hash: string | null): void {
+    this.lastHash = hash;
+  }
+
   close(): void {
     this.closed = true;
     this.watcher?.close();

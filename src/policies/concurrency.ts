@@ -26,11 +26,16 @@ export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handl
     if (bulkhead.executionSlots <= 0 && bulkhead.queueSlots <= 0) return Promise.reject(overloaded(ex));
     return new Promise<Reply>((resolve, reject) => {
       let queueTimer: NodeJS.Timeout | null = null;
+      // Set once the request stopped waiting (deadline, client gone): when its turn comes,
+      // it must not go upstream. The response may not have closed yet, so ex.finished is
+      // not enough. (cockatiel keeps the stale entry in its queue until then.)
+      let gaveUp = false;
       if (bulkhead.executionSlots <= 0) {
         // Queued: the deadline still holds while waiting for a slot.
         const left = ex.remaining();
         if (left !== Infinity) {
           queueTimer = setTimeout(() => {
+            gaveUp = true;
             ex.route.metrics.timeout('total');
             reject(new ProxyError('OUTRIGGER_TIMEOUT', 'the deadline passed while waiting for a concurrency slot'));
           }, Math.max(0, left));
@@ -38,6 +43,7 @@ export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handl
         // A client that leaves while queued settles the request now (and is not a timeout).
         // Left pending, the stack's promise would never settle, holding the exchange forever.
         ex.cancel = (err) => {
+          gaveUp = true;
           if (queueTimer !== null) clearTimeout(queueTimer);
           ex.cancel = null;
           reject(err);
@@ -46,6 +52,7 @@ export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handl
       bulkhead
         .execute(() => {
           if (queueTimer !== null) clearTimeout(queueTimer);
+          if (gaveUp) return undefined;
           ex.cancel = null;
           if (ex.finished) {
             reject(new ClientGoneError());

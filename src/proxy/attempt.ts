@@ -162,6 +162,8 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     res.writeHead(this.status, headers);
     if (this.lateError) {
       this.phase = DONE;
+      // The upstream broke off, not the client: counted under the status sent, not as 499.
+      ex.truncated = true;
       res.destroy(this.lateError);
       return;
     }

@@ -3,7 +3,9 @@
 // upstream's 101 for the same protocol the two sockets are piped byte for byte. The proxy
 // knows nothing of the protocol's framing, so there is no ping, no close code, and no
 // handshake retry; idle and lifetime limits still apply.
-import { request, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { pipeline } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError, errorResponse } from '../errors.js';
@@ -13,6 +15,49 @@ import { upgradeRequestHeaders } from './headers.js';
 import type { Exchange } from './exchange.js';
 
 const NOT_SENT = new Set(['content-length']);
+
+/** The upstream answered 101 but not for the protocol asked: counts as a failure, never retried. */
+export class FakeUpgradeError extends AttemptError {
+  constructor(cause: Error) {
+    super('reset', cause);
+    this.name = 'FakeUpgradeError';
+  }
+}
+
+/**
+ * Relays an upstream's non-101 answer to an upgrade as a normal response, then closes.
+ * `done` runs once, when the body has ended or either side has gone; a client that leaves
+ * mid-body stops the relay, so a half-sent answer cannot hold the socket (or a drain) open.
+ */
+export function relayAnswer(res: ServerResponse, answer: IncomingMessage, attempts: number, done: () => void): void {
+  const headers: string[] = [];
+  const raw = answer.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = (raw[i] as string).toLowerCase();
+    if (k !== 'connection' && k !== 'keep-alive' && k !== 'transfer-encoding' && k !== 'upgrade') headers.push(k, raw[i + 1] as string);
+  }
+  headers.push('x-outrigger-attempts', String(attempts));
+  res.writeHead(answer.statusCode ?? 502, headers);
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    done();
+  };
+  // The server keeps half-open sockets, so a client that leaves shows as 'end', not 'close'.
+  const sock = res.socket;
+  const gone = () => {
+    answer.destroy();
+    sock?.destroy();
+    finish();
+  };
+  sock?.once('end', gone);
+  sock?.once('close', gone);
+  pipeline(answer, res, (err) => {
+    if (err) res.socket?.destroy();
+    finish();
+  });
+}
 
 interface Upgraded {
   status: 101;
@@ -29,7 +74,6 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
   ex.attempts++;
   return new Promise<Answer>((resolve, reject) => {
     if (!endpoint) return reject(new AttemptError('connect-failure'));
-    const url = new URL(endpoint.origin);
     const headers = upgradeRequestHeaders(
       ex.req.rawHeaders,
       {
@@ -44,7 +88,12 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
     headers.connection = 'Upgrade';
     headers.upgrade = String(ex.req.headers.upgrade);
     let connected = false;
-    const r = request({ hostname: url.hostname, port: url.port || 80, method: ex.method, path: ex.upstreamPath, headers, agent: false });
+    const request = endpoint.origin.startsWith('https:') ? httpsRequest : httpRequest;
+    const r = request(endpoint.origin + ex.upstreamPath, { method: ex.method, headers, agent: false });
+    // A client that leaves during the handshake ends it: nothing upstream is left dangling.
+    const onClientGone = () => r.destroy(new AttemptError('client-abort'));
+    ex.req.socket.once('close', onClientGone);
+    r.once('close', () => ex.req.socket.off('close', onClientGone));
     const timer = setTimeout(() => {
       r.destroy();
       reject(new AttemptError('timeout', undefined, 'total'));
@@ -54,7 +103,7 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
       clearTimeout(timer);
       if (String(res.headers.upgrade ?? '').trim().toLowerCase() !== token) {
         socket.destroy();
-        reject(new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `the upstream answered 101 but not for ${JSON.stringify(token)}`));
+        reject(new FakeUpgradeError(new Error(`the upstream answered 101 but not for ${JSON.stringify(token)}`)));
         return;
       }
       resolve({ status: 101, res, socket, head });
@@ -65,32 +114,24 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
     });
     r.once('error', (err) => {
       clearTimeout(timer);
-      reject(new AttemptError(classifyError(err, connected, connected), err));
+      reject(err instanceof AttemptError ? err : new AttemptError(classifyError(err, connected, connected), err));
     });
     r.end();
   });
 }
 
-/** Tunnels one non-WebSocket upgrade; `done` runs when both sockets are closed. */
-export function tunnel(ex: Exchange, token: string, client: Duplex, clientHead: Buffer, done: () => void): void {
+/**
+ * Tunnels one non-WebSocket upgrade; `done` runs when both sockets are closed. The returned
+ * function ends the tunnel at once (drain, shutdown).
+ */
+export function tunnel(ex: Exchange, token: string, client: Duplex, clientHead: Buffer, done: () => void): () => void {
+  let cut: () => void = () => client.destroy();
   const route = ex.route;
   const res = ex.res;
   const once = () => handshake(ex, token);
   (route.breaker ? route.breaker.execute(once) : once()).then(
     (a) => {
-      if (a.status !== 101) {
-        // Not upgraded: relay the answer as a normal response, then close.
-        const headers: string[] = [];
-        for (let i = 0; i < a.res.rawHeaders.length; i += 2) {
-          const k = (a.res.rawHeaders[i] as string).toLowerCase();
-          if (k !== 'connection' && k !== 'keep-alive' && k !== 'transfer-encoding' && k !== 'upgrade') headers.push(k, a.res.rawHeaders[i + 1] as string);
-        }
-        headers.push('x-outrigger-attempts', String(ex.attempts));
-        res.writeHead(a.status, headers);
-        a.res.pipe(res);
-        a.res.once('end', done);
-        return;
-      }
+      if (a.status !== 101) return relayAnswer(res, a.res, ex.attempts, done);
       const up = a as Upgraded;
       if (client.destroyed) {
         up.socket.destroy();
@@ -104,12 +145,13 @@ export function tunnel(ex: Exchange, token: string, client: Duplex, clientHead: 
       client.write(head);
       if (up.head.length > 0) client.write(up.head);
       if (clientHead.length > 0) up.socket.write(clientHead);
-      pipeBoth(ex, client as Socket, up.socket, done);
+      cut = pipeBoth(ex, client as Socket, up.socket, done);
     },
     (err: unknown) => {
       let pe: ProxyError;
       if (err instanceof ProxyError) pe = err;
       else if (err instanceof BreakerOpenError) pe = new ProxyError('OUTRIGGER_BREAKER_OPEN', undefined, err.retryAfterSeconds);
+      else if (err instanceof AttemptError && err.kind === 'client-abort') return done();
       else if (err instanceof AttemptError && err.kind === 'timeout') pe = new ProxyError('OUTRIGGER_TIMEOUT', 'the upstream did not answer the upgrade in time');
       else pe = new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `the upgrade failed: ${err instanceof AttemptError ? err.kind : String(err)}`);
       done();
@@ -119,9 +161,10 @@ export function tunnel(ex: Exchange, token: string, client: Duplex, clientHead: 
       res.end(e.body);
     },
   );
+  return () => cut();
 }
 
-function pipeBoth(ex: Exchange, a: Socket, b: Socket, done: () => void): void {
+function pipeBoth(ex: Exchange, a: Socket, b: Socket, done: () => void): () => void {
   const ws = ex.route.config.websocket;
   let finished = false;
   const timers: NodeJS.Timeout[] = [];
@@ -145,4 +188,5 @@ function pipeBoth(ex: Exchange, a: Socket, b: Socket, done: () => void): void {
     a.setTimeout(ws.idleTimeout, end);
   }
   if (ws.maxLifetime > 0) timers.push(setTimeout(end, ws.maxLifetime));
+  return end;
 }

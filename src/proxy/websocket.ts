@@ -8,7 +8,7 @@
 // close codes, pings and pongs are relayed explicitly. Subprotocols pass through (the
 // client leg selects exactly what the upstream chose); permessage-deflate is negotiated
 // per leg, and only offered upstream when the client offered it.
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,12 +19,12 @@ import { ProxyError, errorResponse } from '../errors.js';
 import { backoffDelay, type DecorrelatedState } from '../policies/backoff.js';
 import { BreakerOpenError } from '../policies/breaker.js';
 import { FallbackPlan } from '../policies/fallback.js';
-import { AttemptError, type FailureKind } from '../policies/outcome.js';
+import { AttemptError, classifyError, type FailureKind } from '../policies/outcome.js';
 import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
 import { parseTarget } from './router.js';
 import { upgradeRequestHeaders } from './headers.js';
-import { tunnel } from './tunnel.js';
+import { FakeUpgradeError, relayAnswer, tunnel } from './tunnel.js';
 
 export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
 export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
@@ -45,18 +45,9 @@ let wsLoading: Promise<WsModule> | null = null;
 function loadWs(): Promise<WsModule> {
   return (wsLoading ??= import('ws').then((m) => (wsLib = m)));
 }
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
 /** Handshake headers the ws client sets itself (hop-by-hop ones are already gone). */
 const WS_SET_BY_CLIENT = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'content-length']);
-
-/** The upstream answered 101 but not as a WebSocket server would: never retried. */
-class FakeUpgradeError extends AttemptError {
-  constructor(cause: Error) {
-    super('reset', cause);
-    this.name = 'FakeUpgradeError';
-  }
-}
 
 /** A handshake answer other than 101, relayed to the client as it is. */
 class UnexpectedResponse {
@@ -139,9 +130,10 @@ class Connection {
       if (to.readyState === OPEN) to.ping(data);
     });
     from.on('pong', (data: Buffer) => {
-      this.lastActivity = Date.now();
-      // Answers to the proxy's own keep-alive pings stop here.
+      // Answers to the proxy's own keep-alive pings stop here, and are not traffic: they
+      // must not keep an otherwise idle connection past its idleTimeout.
       if (!fromClient && data.equals(PING_PAYLOAD)) return;
+      this.lastActivity = Date.now();
       if (to.readyState === OPEN) to.pong(data);
     });
   }
@@ -182,6 +174,8 @@ class Connection {
 
 export class WebSocketProxy {
   private readonly conns = new Set<Connection>();
+  /** Open non-WebSocket tunnels, each by the function that cuts it. */
+  private readonly tunnels = new Set<() => void>();
   private readonly perRoute = new Map<string, number>();
   private readonly fallbacks = new WeakMap<CompiledRoute, FallbackPlan>();
   /** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
@@ -210,7 +204,7 @@ export class WebSocketProxy {
   }
 
   get size(): number {
-    return this.conns.size;
+    return this.conns.size + this.tunnels.size;
   }
 
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -235,7 +229,7 @@ export class WebSocketProxy {
     res.once('finish', () => socket.end());
     const rt = this.state.runtime;
     const method = req.method ?? 'GET';
-    const requestId = (req.headers['x-request-id'] as string | undefined) || cryptoId();
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
     const target = parseTarget(req.url ?? '/', req.headers.host);
     const route = target ? rt.router.match(method, target, req.headers) : null;
     const sendError = (err: ProxyError, r: CompiledRoute | null, attempts = 0) => {
@@ -263,30 +257,31 @@ export class WebSocketProxy {
     ex.authority = target.authority;
     if (token !== 'websocket') {
       const started = Date.now();
-      tunnel(ex, token, socket, head, () => {
+      let cut: (() => void) | null = null;
+      cut = tunnel(ex, token, socket, head, () => {
+        if (cut !== null) this.tunnels.delete(cut);
         this.release(route);
         if (this.state.runtime.accessSample > 0) {
           this.state.log.info({ access: true, upgrade: token, route: route.name, durationMs: Date.now() - started, attempts: ex.attempts, requestId });
         }
       });
+      this.tunnels.add(cut);
       return;
+    }
+    // Check the client's handshake before dialling the upstream: ws would refuse a bad one
+    // itself, but only after the upstream connection was made.
+    const key = req.headers['sec-websocket-key'];
+    const version = req.headers['sec-websocket-version'];
+    if (method !== 'GET' || typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim()) || (version !== '13' && version !== '8')) {
+      this.release(route);
+      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', 'not a valid WebSocket handshake (GET with Sec-WebSocket-Key and Sec-WebSocket-Version 13)'), route);
     }
     this.handshake(ex, target.authority).then(
       (h) => {
         if (h.status !== 101) {
           this.release(route);
-          const u = (h as { unexpected: UnexpectedResponse }).unexpected;
           m.wsUpgrades.labels(route.name, 'upstream_refused').inc();
-          const headers: string[] = [];
-          for (let i = 0; i < u.res.rawHeaders.length; i += 2) {
-            const k = (u.res.rawHeaders[i] as string).toLowerCase();
-            if (k === 'connection' || k === 'keep-alive' || k === 'transfer-encoding' || k === 'upgrade') continue;
-            headers.push(k, u.res.rawHeaders[i + 1] as string);
-          }
-          headers.push('x-outrigger-attempts', String(ex.attempts));
-          res.writeHead(u.status, headers);
-          u.res.pipe(res);
-          u.res.on('error', () => socket.destroy());
+          relayAnswer(res, (h as { unexpected: UnexpectedResponse }).unexpected.res, ex.attempts, () => undefined);
           return;
         }
         this.accept(ex, h as Opened, socket, head);
@@ -295,6 +290,8 @@ export class WebSocketProxy {
         this.release(route);
         let pe: ProxyError;
         let outcome: UpgradeOutcome = 'upstream_error';
+        // The client left during a backoff: nothing to count against the upstream, no one to answer.
+        if (err instanceof AttemptError && err.kind === 'client-abort') return;
         if (err instanceof BreakerOpenError) {
           outcome = 'rejected_breaker';
           pe = new ProxyError('OUTRIGGER_BREAKER_OPEN', undefined, err.retryAfterSeconds);
@@ -320,6 +317,8 @@ export class WebSocketProxy {
 
   /** Closes every connection (drain) with `code`; resolves when all are gone or after `graceMs`. */
   closeAll(code: number, text: string, graceMs = 2000): Promise<void> {
+    // Raw tunnels have no close handshake: they are cut.
+    for (const cut of [...this.tunnels]) cut();
     const legs: Array<Promise<void>> = [];
     for (const c of [...this.conns]) {
       for (const leg of [c.client, c.upstream]) {
@@ -433,9 +432,8 @@ export class WebSocketProxy {
         upstream.terminate();
         // ws checks the 101 itself (Upgrade header, Sec-WebSocket-Accept, subprotocol).
         if (answered) return reject(new FakeUpgradeError(err));
-        let kind: FailureKind = 'reset';
-        if (/handshake has timed out/i.test(err.message)) kind = 'timeout';
-        else if (err.code !== undefined && CONNECT_CODES.has(err.code)) kind = 'connect-failure';
+        // Before an answer, nothing reached a WebSocket server: connect-failure or reset.
+        const kind: FailureKind = /handshake has timed out/i.test(err.message) ? 'timeout' : classifyError(err, true, true);
         reject(new AttemptError(kind, err));
       });
     });
@@ -457,7 +455,16 @@ export class WebSocketProxy {
     const wss = upstream.extensions.includes('permessage-deflate')
       ? (this.wssDeflate ??= this.server(lib, true))
       : (this.wssPlain ??= this.server(lib, false));
+    let accepted = false;
+    socket.once('close', () => {
+      if (accepted) return;
+      // ws refused the client's handshake (it answers 400 itself) or the client left first.
+      this.pending.delete(req);
+      this.release(route);
+      upstream.terminate();
+    });
     wss.handleUpgrade(req, socket, head, (client) => {
+      accepted = true;
       this.pending.delete(req);
       this.metrics.wsUpgrades.labels(route.name, 'accepted').inc();
       this.metrics.wsConnections.labels(route.name).inc();
@@ -466,8 +473,4 @@ export class WebSocketProxy {
       c.start();
     });
   }
-}
-
-function cryptoId(): string {
-  return createHash('sha1').update(`${Date.now()}-${Math.random()}`).digest('hex').slice(0, 32);
 }

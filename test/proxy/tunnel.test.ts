@@ -72,3 +72,48 @@ describe('non-WebSocket upgrades', () => {
     expect(JSON.parse(r.body ?? '{}').error.code).toBe('OUTRIGGER_UPSTREAM_UNAVAILABLE');
   });
 });
+
+describe('non-WebSocket upgrade answers', () => {
+  it('a relayed non-101 answer whose client leaves mid-body frees the slot', async () => {
+    up = createServer();
+    up.on('connection', (s: Socket) => {
+      upSockets.add(s);
+      s.on('close', () => upSockets.delete(s));
+    });
+    up.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+      socket.write('HTTP/1.1 426 Upgrade Required\r\ncontent-length: 100000\r\n\r\npartial');
+    });
+    await new Promise<void>((r) => up!.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
+    px = await startProxy(oneRoute(base, { upgrades: ['x-echo'], websocket: { maxConnections: 1 } }));
+    const u = new URL(px.url);
+    await new Promise<void>((resolve, reject) => {
+      const r = request({ host: u.hostname, port: u.port, path: '/t', headers: { connection: 'Upgrade', upgrade: 'x-echo' }, agent: false });
+      r.once('response', (res) => {
+        expect(res.statusCode).toBe(426);
+        res.once('data', () => {
+          r.destroy();
+          resolve();
+        });
+      });
+      r.once('error', () => undefined);
+      r.end();
+      setTimeout(() => reject(new Error('no answer')), 5000);
+    });
+    // Once the client is gone the slot is released: the next upgrade is answered, not 503.
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 426; i++) {
+      status = await new Promise<number>((resolve) => {
+        const r = request({ host: u.hostname, port: u.port, path: '/t', headers: { connection: 'Upgrade', upgrade: 'x-echo' }, agent: false });
+        r.once('response', (res) => {
+          resolve(res.statusCode ?? 0);
+          r.destroy();
+        });
+        r.once('error', () => resolve(0));
+        r.end();
+      });
+      if (status !== 426) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(426);
+  });
+});

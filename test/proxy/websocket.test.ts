@@ -189,3 +189,35 @@ describe('websocket', () => {
     ws.terminate();
   });
 });
+
+describe('websocket handshake hygiene', () => {
+  it('refuses an invalid client handshake before dialling the upstream, and frees the slot', async () => {
+    up = await startWsUpstream();
+    px = await startProxy(oneRoute(up.url, { websocket: { maxConnections: 1 } }));
+    const { request } = await import('node:http');
+    const u = new URL(px.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const r = request({ host: u.hostname, port: u.port, path: '/x', headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'not-a-key' }, agent: false });
+      r.once('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      r.once('upgrade', () => resolve(101));
+      r.once('error', reject);
+      r.end();
+    });
+    expect(status).toBe(400);
+    expect(up.requests.length).toBe(0);
+    // The one slot is free again: a valid upgrade goes through.
+    const ws = await open(wsUrl(px.url));
+    ws.terminate();
+  });
+
+  it('does not let its own keep-alive pings hold an idle connection open', async () => {
+    up = await startWsUpstream();
+    px = await startProxy(oneRoute(up.url, { websocket: { ping: '50ms', idleTimeout: '300ms' } }));
+    const ws = await open(wsUrl(px.url));
+    const c = await Promise.race([closed(ws), new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+    expect(c?.code).toBe(1001);
+  });
+});
