@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import { BREAKER_STATES, Breaker } from './policies/breaker.js';
 import { RetryBudget } from './policies/budget.js';
 import { buildPipeline } from './policies/pipeline.js';
+import { FallbackPlan } from './policies/fallback.js';
 import type { CompiledRoute } from './proxy/exchange.js';
 import { Router, compileMatcher } from './proxy/router.js';
 import { Upstream } from './proxy/upstream.js';
@@ -25,6 +26,12 @@ export class Runtime {
   readonly unmatched: RouteMetrics;
   /** Access-log sampling rate, 0 when access logs are off or info is disabled. */
   readonly accessSample: number;
+
+  /** Whether this request's access-log line is written (log.accessLog and its sample rate). */
+  sampleAccess(): boolean {
+    const s = this.accessSample;
+    return s > 0 && (s >= 1 || Math.random() < s);
+  }
   private holds = 0;
   private onIdle: (() => void) | null = null;
   private idlePromise: Promise<void> | null = null;
@@ -124,6 +131,7 @@ export class Runtime {
         metrics: metrics.forRoute(rc.name, rc.upstream),
         rewriteFrom: rewriteFrom !== null && rewriteFrom.length > 1 && rewriteFrom.endsWith('/') ? rewriteFrom.slice(0, -1) : rewriteFrom,
         rewriteTo: rc.rewritePrefix ?? null,
+        fallback: rc.fallback ? new FallbackPlan(rc.fallback) : null,
       };
       routes.push({ ...parts, handler: buildPipeline(parts) });
     }

@@ -62,6 +62,12 @@ export class FallbackPlan {
     return new StaticReply(this.settings.status, this.headers, this.body, trigger);
   }
 
+  /** The fallback for a proxy error, when its trigger is listed; null otherwise. */
+  replyForError(ex: Exchange, err: ProxyError): StaticReply | null {
+    const trigger = TRIGGER_OF[err.code];
+    return trigger !== undefined && this.triggers.has(trigger) ? this.replyFor(ex, trigger) : null;
+  }
+
   layer(next: Handler): Handler {
     return (ex) =>
       next(ex).then(
@@ -73,11 +79,9 @@ export class FallbackPlan {
           return reply;
         },
         (err: unknown) => {
-          if (err instanceof ProxyError) {
-            const trigger = TRIGGER_OF[err.code];
-            if (trigger !== undefined && this.triggers.has(trigger)) return this.replyFor(ex, trigger);
-          }
-          throw err;
+          const reply = err instanceof ProxyError ? this.replyForError(ex, err) : null;
+          if (reply === null) throw err;
+          return reply;
         },
       );
   }

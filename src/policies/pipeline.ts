@@ -17,7 +17,6 @@ import type { CompiledRoute, Exchange, Handler, Reply } from '../proxy/exchange.
 import { Attempt } from '../proxy/attempt.js';
 import { breakerLayer } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
-import { FallbackPlan } from './fallback.js';
 import { RetryPlan, retryLayer } from './retry.js';
 
 type Parts = Omit<CompiledRoute, 'handler'>;
@@ -33,5 +32,5 @@ export function buildPipeline(route: Parts): Handler {
   const attempt: Handler = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);
-  return route.config.fallback ? new FallbackPlan(route.config.fallback).layer(limited) : limited;
+  return route.fallback ? route.fallback.layer(limited) : limited;
 }

@@ -10,6 +10,7 @@ import type { RouteMetrics } from '../admin/metrics.js';
 import type { Breaker } from '../policies/breaker.js';
 import type { RetryBudget } from '../policies/budget.js';
 import type { FallbackOn } from '../config/schema.js';
+import type { FallbackPlan } from '../policies/fallback.js';
 import type { Upstream } from './upstream.js';
 import { ControlFlowError } from '../errors.js';
 
@@ -35,6 +36,8 @@ export interface CompiledRoute {
   readonly metrics: RouteMetrics;
   /** The composed policy stack for this route (pipeline.ts). */
   readonly handler: Handler;
+  /** The route's fallback, built once; also used by the WebSocket handshake. */
+  readonly fallback: FallbackPlan | null;
   /** Prefix to replace in the path (match.pathPrefix or match.path), when rewritePrefix is set. */
   readonly rewriteFrom: string | null;
   readonly rewriteTo: string | null;

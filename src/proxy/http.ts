@@ -127,7 +127,7 @@ function finish(state: ProxyState, ex: Exchange): void {
   m.observeDuration(seconds);
   m.inflight--;
   const rt = state.runtime;
-  if (rt.accessSample > 0 && (rt.accessSample >= 1 || Math.random() < rt.accessSample)) {
+  if (rt.sampleAccess()) {
     state.log.info(
       {
         access: true,
@@ -159,7 +159,7 @@ function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: S
   m.request(method, r.status);
   m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
-  if (rt.accessSample > 0 && (rt.accessSample >= 1 || Math.random() < rt.accessSample)) {
+  if (rt.sampleAccess()) {
     state.log.info({ access: true, route: null, method, path: pathOf(req.url), status: r.status, attempts: 0, error: err.code, requestId });
   }
 }

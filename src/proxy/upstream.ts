@@ -34,7 +34,6 @@ export class Upstream {
           // server's keep-alive header says, so it expires before the server closes it.
           keepAliveMaxTimeout: settings.keepAliveTimeout,
           connect: { timeout: settings.connectTimeout },
-          connectTimeout: settings.connectTimeout,
           // The route deadline and per-try timeout bound the header phase instead.
           headersTimeout: 0,
           pipelining: 1,

@@ -18,7 +18,6 @@ import type { Metrics } from '../admin/metrics.js';
 import { ProxyError, errorResponse } from '../errors.js';
 import { backoffDelay, type DecorrelatedState } from '../policies/backoff.js';
 import { BreakerOpenError } from '../policies/breaker.js';
-import { FallbackPlan } from '../policies/fallback.js';
 import { AttemptError, classifyError, type FailureKind } from '../policies/outcome.js';
 import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
@@ -177,7 +176,6 @@ export class WebSocketProxy {
   /** Open non-WebSocket tunnels, each by the function that cuts it. */
   private readonly tunnels = new Set<() => void>();
   private readonly perRoute = new Map<string, number>();
-  private readonly fallbacks = new WeakMap<CompiledRoute, FallbackPlan>();
   /** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
   private readonly pending = new WeakMap<IncomingMessage, { protocol: string; extra: string[] }>();
   private wssPlain: WebSocketServer | null = null;
@@ -261,7 +259,7 @@ export class WebSocketProxy {
       cut = tunnel(ex, token, socket, head, () => {
         if (cut !== null) this.tunnels.delete(cut);
         this.release(route);
-        if (this.state.runtime.accessSample > 0) {
+        if (this.state.runtime.sampleAccess()) {
           this.state.log.info({ access: true, upgrade: token, route: route.name, durationMs: Date.now() - started, attempts: ex.attempts, requestId });
         }
       });
@@ -303,13 +301,8 @@ export class WebSocketProxy {
         } else pe = new ProxyError('OUTRIGGER_INTERNAL');
         m.wsUpgrades.labels(route.name, outcome).inc();
         if (res.writableEnded || socket.destroyed) return;
-        const fb = route.config.fallback;
-        if (fb) {
-          let plan = this.fallbacks.get(route);
-          if (!plan) this.fallbacks.set(route, (plan = new FallbackPlan(fb)));
-          const trigger = pe.code === 'OUTRIGGER_BREAKER_OPEN' ? 'breaker-open' : pe.code === 'OUTRIGGER_TIMEOUT' ? 'timeout' : pe.code === 'OUTRIGGER_UPSTREAM_UNAVAILABLE' ? 'upstream-unavailable' : null;
-          if (trigger !== null && fb.on.includes(trigger)) return plan.replyFor(ex, trigger).send(ex);
-        }
+        const fallback = route.fallback?.replyForError(ex, pe);
+        if (fallback) return fallback.send(ex);
         sendError(pe, route, ex.attempts);
       },
     );
@@ -344,7 +337,7 @@ export class WebSocketProxy {
     this.metrics.wsConnections.labels(c.route.name).dec();
     this.metrics.wsClosed.labels(c.route.name, reason).inc();
     const rt = this.state.runtime;
-    if (rt.accessSample > 0) {
+    if (rt.sampleAccess()) {
       this.state.log.info(
         { access: true, websocket: true, route: c.route.name, durationMs: Date.now() - c.started, bytesIn: c.bytesIn, bytesOut: c.bytesOut, reason, requestId: c.requestId },
         'websocket closed',
