@@ -80,14 +80,16 @@ function run(state: ProxyState, ex: Exchange): void {
         reply.discard();
         return;
       }
-      reply.send(ex);
+      try {
+        reply.send(ex);
+      } catch (err) {
+        // A throw while sending (say, an invalid upstream header value): log it, cut the response.
+        state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'failed to send the response');
+        ex.res.destroy();
+      }
     },
     (err: unknown) => fail(state, ex, err),
-  ).catch((err: unknown) => {
-    // A throw while sending (say, an invalid upstream header value): log it, cut the response.
-    state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'failed to send the response');
-    ex.res.destroy();
-  });
+  );
 }
 
 function fail(state: ProxyState, ex: Exchange, err: unknown): void {
