@@ -17,17 +17,21 @@ const HOP_BY_HOP = new Set([
 /** Request headers the proxy sets itself (or undici refuses to forward). */
 const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
 
+/** Adds the header names a Connection value lists (RFC 9110 7.6.1) to `into`, lower-cased. */
+function addConnectionTokens(value: string, into: Set<string> | null): Set<string> | null {
+  for (const tok of value.split(',')) {
+    const t = tok.trim().toLowerCase();
+    if (t && t !== 'close' && t !== 'keep-alive') (into ??= new Set()).add(t);
+  }
+  return into;
+}
+
 /** Names listed in Connection headers, lower-cased; null when there are none (the usual case). */
 function connectionTokens(raw: readonly string[]): Set<string> | null {
   let out: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      for (const tok of (raw[i + 1] as string).split(',')) {
-        const t = tok.trim().toLowerCase();
-        if (t && t !== 'close' && t !== 'keep-alive') (out ??= new Set()).add(t);
-      }
-    }
+    if (name.length === 10 && name.toLowerCase() === 'connection') out = addConnectionTokens(raw[i + 1] as string, out);
   }
   return out;
 }
@@ -95,12 +99,7 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
   for (let i = 0; i < raw.length; i += 2) {
     const lower = (raw[i] as Buffer).toString('latin1').toLowerCase();
     names[i / 2] = lower;
-    if (lower === 'connection') {
-      for (const tok of (raw[i + 1] as Buffer).toString('latin1').split(',')) {
-        const t = tok.trim().toLowerCase();
-        if (t && t !== 'close' && t !== 'keep-alive') (extra ??= new Set()).add(t);
-      }
-    }
+    if (lower === 'connection') extra = addConnectionTokens((raw[i + 1] as Buffer).toString('latin1'), extra);
   }
   const headers: string[] = [];
   let contentLength = -1;
