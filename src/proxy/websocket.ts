@@ -48,20 +48,13 @@ function loadWs(): Promise<WsModule> {
 /** Handshake headers the ws client sets itself (hop-by-hop ones are already gone). */
 const WS_SET_BY_CLIENT = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'content-length']);
 
-/** A handshake answer other than 101, relayed to the client as it is. */
-class UnexpectedResponse {
-  constructor(
-    readonly status: number,
-    readonly res: IncomingMessage,
-  ) {}
-}
-
 interface Opened {
   status: 101;
   upstream: WebSocket;
   headers: IncomingMessage['headers'];
 }
-type Handshake = Opened | { status: number; unexpected: UnexpectedResponse };
+/** A 101 with both legs open, or another answer, relayed to the client as it is. */
+type Handshake = Opened | { status: number; res: IncomingMessage };
 
 class Connection {
   readonly started = Date.now();
@@ -279,7 +272,7 @@ export class WebSocketProxy {
         if (h.status !== 101) {
           this.release(route);
           m.wsUpgrades.labels(route.name, 'upstream_refused').inc();
-          relayAnswer(res, (h as { unexpected: UnexpectedResponse }).unexpected.res, ex.attempts, () => undefined);
+          relayAnswer(res, (h as { res: IncomingMessage }).res, ex.attempts, () => undefined);
           return;
         }
         this.accept(ex, h as Opened, socket, head);
@@ -414,7 +407,7 @@ export class WebSocketProxy {
       });
       upstream.once('unexpected-response', (_r, r: IncomingMessage) => {
         answered = true;
-        resolve({ status: r.statusCode ?? 502, unexpected: new UnexpectedResponse(r.statusCode ?? 502, r) });
+        resolve({ status: r.statusCode ?? 502, res: r });
       });
       upstream.once('open', () => {
         opened = true;
