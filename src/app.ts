@@ -6,6 +6,7 @@ import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js
 import { ConfigWatcher } from './config/watch.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminHandler, createMetricsHandler, type AdminState } from './admin/server.js';
+import { Operations } from './admin/ops.js';
 import { createLogger, effectiveLevel, type Logger } from './log.js';
 import { createProxyHandler, type ProxyState } from './proxy/http.js';
 import { Runtime } from './runtime.js';
@@ -71,6 +72,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     onIdle: null,
   };
 
+  const ops = new Operations(metrics, () => state.runtime, () => state.draining);
+  metrics.events.configure(cfg.events);
+  metrics.events.logTo((level, fields, msg) => log[level](fields, msg));
+
   let watcher: ConfigWatcher | null = null;
   const watch = (pollInterval: number, hash: string) => new ConfigWatcher(opts.configPath, pollInterval, () => void admin.reload(), log, hash);
   let reloading: Promise<string[]> | null = null;
@@ -80,6 +85,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     token: env.OUTRIGGER_ADMIN_TOKEN || undefined,
     lastReloadError: null,
     reload: () => (reloading ??= doReload().finally(() => (reloading = null))),
+    ops,
   };
 
   async function doReload(): Promise<string[]> {
@@ -93,6 +99,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       admin.lastReloadError = { at: new Date().toISOString(), problems };
       metrics.reloads.labels('rejected').inc();
       log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
+      ops.reloaded(problems);
       return problems;
     }
     watcher?.acknowledge(next.hash);
@@ -115,12 +122,15 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     }
     const rt = Runtime.build(next, metrics, log, prev);
     state.runtime = rt;
+    metrics.events.configure(next.config.events);
+    ops.start();
     admin.lastReloadError = null;
     metrics.reloads.labels('success').inc();
     log.info(
       { path: opts.configPath, hash: next.hash, routes: rt.routes.length, ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
     );
+    ops.reloaded([]);
     prev.retire(rt).catch((err: unknown) => log.error({ err }, 'closing the pools of removed upstreams failed'));
     return [];
   }
@@ -148,6 +158,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     throw err;
   }
   admin.ready = true;
+  ops.start();
 
   if (opts.watch !== false) watcher = watch(cfg.reload.pollInterval, loaded.hash);
 
@@ -169,6 +180,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   async function shutdown(): Promise<void> {
     if (closed) return;
     closed = true;
+    ops.stop();
     watcher?.close();
     watcher = null;
     await ws.closeAll(1001, 'proxy shutting down', 200);
@@ -188,6 +200,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     async drain() {
       if (state.draining) return;
       state.draining = true;
+      metrics.events.emit('drain_started', 'info', {}, 'draining: readiness is off; in-flight work is finishing');
       const { delay, timeout } = state.runtime.config.drain;
       log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size }, 'draining: readiness is off');
       await sleep(delay);
@@ -205,6 +218,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       await Promise.all([closeServer(adminServer), closeServer(metricsServer)]);
       await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));
       closed = true;
+      ops.stop();
       log.info('drained');
     },
     close: shutdown,

@@ -10,6 +10,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../policies/outcome.js';
 import { BREAKER_STATES, type BreakerState } from '../policies/breaker.js';
 import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js';
+import { EVENT_KINDS, EventLog, type EventKind, type Severity } from '../events/event-log.js';
+import { RouteWindow } from './window.js';
 
 export const UNMATCHED_ROUTE = '_unmatched';
 const DURATION_NAME = 'outrigger_request_duration_seconds';
@@ -23,6 +25,8 @@ export type RetryReason = (typeof RETRY_REASONS)[number];
 export const TIMEOUT_KINDS = ['per_try', 'total', 'body'] as const;
 export type TimeoutMetricKind = (typeof TIMEOUT_KINDS)[number];
 
+const FALLBACK_INDEX = Object.fromEntries(FALLBACK_ON.map((t, i) => [t, i])) as Record<FallbackOn, number>;
+export { DURATION_BUCKETS };
 const METHOD_INDEX = new Map<string, number>(HTTP_METHODS.map((m, i) => [m, i]));
 const METHOD_LABELS: string[] = [...HTTP_METHODS, OTHER_METHOD];
 
@@ -134,6 +138,22 @@ export class Metrics {
     labelNames: ['route', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly eventsTotal = new Counter({
+    name: 'outrigger_events_total',
+    help: 'Operator events (GET /events), by kind and severity; merged repeats count too.',
+    labelNames: ['kind', 'severity'] as const,
+    registers: [this.registry],
+  });
+  readonly breakerFlapping = new Gauge({
+    name: 'outrigger_breaker_flapping',
+    help: 'Whether the breaker is flapping (1) or not (0), by percent state change over its last 21 samples.',
+    labelNames: ['breaker'] as const,
+    registers: [this.registry],
+  });
+  /** Operator events; the proxy's logger is attached by app.ts. */
+  readonly events = new EventLog();
+  /** The BreakerMetrics of each breaker name, the newest one when a breaker was rebuilt. */
+  readonly breakerStats = new Map<string, BreakerMetrics>();
   readonly reloads = new Counter({
     name: 'outrigger_config_reloads_total',
     help: 'Config reloads, by result.',
@@ -149,6 +169,15 @@ export class Metrics {
     if (withDefaults) collectDefaultMetrics({ register: this.registry });
     this.reloads.labels('success').inc(0);
     this.reloads.labels('rejected').inc(0);
+    const eventChildren = new Map<string, CounterChild>();
+    for (const [kind, sevs] of Object.entries(EVENT_KINDS)) {
+      for (const sev of sevs) {
+        const c = this.eventsTotal.labels(kind, sev);
+        c.inc(0);
+        eventChildren.set(`${kind}/${sev}`, c);
+      }
+    }
+    this.events.countWith((kind: EventKind, sev: Severity) => eventChildren.get(`${kind}/${sev}`)?.inc());
   }
 
   forRoute(route: string, upstream: string | null): RouteMetrics {
@@ -159,7 +188,9 @@ export class Metrics {
   }
 
   forBreaker(name: string): BreakerMetrics {
-    return new BreakerMetrics(this, name);
+    const bm = new BreakerMetrics(this, name);
+    this.breakerStats.set(name, bm);
+    return bm;
   }
 }
 
@@ -215,11 +246,15 @@ class DurationView {
 export class RouteMetrics {
   /** Requests in flight now (outrigger_inflight_requests). */
   inflight = 0;
-  readonly budgetExhausted: CounterChild;
+  /** Per-second buckets over five minutes, for /stats and health levels. */
+  readonly window = new RouteWindow(DURATION_BUCKETS, FALLBACK_ON.length);
+  /** Counts outrigger_retry_budget_exhausted_total, the window and the event. */
+  readonly budgetExhausted: { inc(): void };
   readonly overload: CounterChild;
   private readonly retries: Record<RetryReason, CounterChild>;
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
+  private readonly events: EventLog;
   /** Counts by [methodIndex] then status code: codes are an open set we only learn by seeing them. */
   private readonly requests: Array<Map<number, number>>;
   /** Counts by ATTEMPT_OUTCOMES index; null for the unmatched pseudo-route (no upstream). */
@@ -234,7 +269,16 @@ export class RouteMetrics {
     readonly route: string,
     readonly upstream: string | null,
   ) {
-    this.budgetExhausted = m.budgetExhausted.labels(route);
+    const exhausted = m.budgetExhausted.labels(route);
+    const events = m.events;
+    this.events = events;
+    this.budgetExhausted = {
+      inc: () => {
+        exhausted.inc();
+        this.window.exhausted();
+        events.emit('retry_budget_exhausted', 'warning', { route }, 'retry refused: the route retry budget is spent');
+      },
+    };
     this.overload = m.overload.labels(route);
     this.retries = byKey(RETRY_REASONS, (r) => m.retries.labels(route, r));
     this.fallbacks = byKey(FALLBACK_ON, (t) => m.fallbacks.labels(route, t));
@@ -242,13 +286,14 @@ export class RouteMetrics {
     this.requests = METHOD_LABELS.map(() => new Map());
     this.attempts = upstream === null ? null : new Float64Array(ATTEMPT_OUTCOMES.length);
     // Zero series from the start, so rate() and absent() work before the first event.
-    for (const c of [this.budgetExhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    for (const c of [exhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
   request(method: string, code: number): void {
     const idx = METHOD_INDEX.get(method) ?? METHOD_LABELS.length - 1;
     const byCode = this.requests[idx] as Map<number, number>;
     byCode.set(code, (byCode.get(code) ?? 0) + 1);
+    this.window.request(code);
   }
 
   observeDuration(seconds: number): void {
@@ -256,12 +301,14 @@ export class RouteMetrics {
     let i = 0;
     while (i < b.length && seconds > (b[i] as number)) i++;
     this.durationCounts[i]! += 1;
+    this.window.latencyBucket(i);
     this.durationSum += seconds;
     this.durationCount += 1;
   }
 
   attempt(outcome: AttemptOutcome): void {
     if (this.attempts !== null) this.attempts[OUTCOME_INDEX[outcome]]! += 1;
+    if (outcome === 'connect_failure') this.events.emit('upstream_unavailable', 'error', { route: this.route }, `cannot connect to upstream ${this.upstream ?? ''}`.trimEnd());
   }
 
   /** @internal scrape-time export */
@@ -279,27 +326,51 @@ export class RouteMetrics {
 
   retry(reason: RetryReason): void {
     this.retries[reason].inc();
+    this.window.retry();
   }
 
   fallback(trigger: FallbackOn): void {
     this.fallbacks[trigger].inc();
+    this.window.fallback(FALLBACK_INDEX[trigger]);
   }
 
   timeout(kind: TimeoutMetricKind): void {
     this.timeouts[kind].inc();
+    if (kind === 'total') this.events.emit('deadline_exceeded', 'warning', { route: this.route }, 'the route deadline passed before the response');
   }
 }
+
+const TRANSITION_EVENT: Record<BreakerState, [EventKind, Severity, string]> = {
+  open: ['breaker_opened', 'error', 'breaker opened'],
+  'half-open': ['breaker_half_opened', 'info', 'breaker half-open: sending a probe'],
+  closed: ['breaker_closed', 'info', 'breaker closed'],
+  isolated: ['breaker_isolated', 'warning', 'breaker isolated: held open until reset'],
+};
 
 export class BreakerMetrics {
   private readonly states: Record<BreakerState, GaugeChild>;
   private readonly transitions: Record<BreakerState, CounterChild>;
   readonly rejections: CounterChild;
+  readonly flapping: GaugeChild;
+  /** State changes seen, for flap sampling. */
+  transitionCount = 0;
+  /** Half-open probes that failed in a row (reset when the breaker closes). */
+  failedProbesInARow = 0;
+  /** The last states entered, oldest first (at most 32), for the flap pattern. */
+  readonly entered: BreakerState[] = [];
+  last: { from: BreakerState; to: BreakerState; at: Date } | null = null;
+  private current: BreakerState = 'closed';
 
-  constructor(m: Metrics, name: string) {
+  constructor(
+    private readonly m: Metrics,
+    readonly name: string,
+  ) {
     this.states = byKey(BREAKER_STATES, (s) => m.breakerState.labels(name, s));
     this.transitions = byKey(BREAKER_STATES, (s) => m.breakerTransitions.labels(name, s));
     this.rejections = m.breakerRejections.labels(name);
     this.rejections.inc(0);
+    this.flapping = m.breakerFlapping.labels(name);
+    this.flapping.set(0);
     this.setState('closed');
   }
 
@@ -310,6 +381,16 @@ export class BreakerMetrics {
   transition(to: BreakerState): void {
     this.transitions[to].inc();
     this.setState(to);
+    const from = this.current;
+    this.current = to;
+    this.transitionCount++;
+    if (from === 'half-open' && to === 'open') this.failedProbesInARow++;
+    else if (to === 'closed') this.failedProbesInARow = 0;
+    this.entered.push(to);
+    if (this.entered.length > 32) this.entered.shift();
+    this.last = { from, to, at: new Date() };
+    const [kind, severity, message] = TRANSITION_EVENT[to];
+    this.m.events.emit(kind, severity, { breaker: this.name }, `${message} (was ${from})`);
   }
 }
 

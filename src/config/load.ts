@@ -41,6 +41,7 @@ export interface EffectiveRoute {
   fallback?: EffectiveFallback;
   websocket: Defaults['websocket'];
   upgrades: string[];
+  health: Defaults['health'];
 }
 
 export interface EffectiveConfig {
@@ -50,6 +51,8 @@ export interface EffectiveConfig {
   log: RawConfig['log'];
   drain: RawConfig['drain'];
   reload: RawConfig['reload'];
+  events: RawConfig['events'];
+  flapping: RawConfig['flapping'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
   routes: EffectiveRoute[];
@@ -175,6 +178,7 @@ function tripOf(b: { consecutiveFailures?: number | undefined; failureRate?: Eff
 
 function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): EffectiveConfig {
   checkListeners(raw, problems);
+  if (raw.flapping.low > raw.flapping.high) problems.push(`flapping.low: ${raw.flapping.low} is above flapping.high (${raw.flapping.high})`);
   for (const [name, up] of Object.entries(raw.upstreams)) {
     up.endpoints.forEach((ep, i) => {
       const problem = endpointProblem(ep);
@@ -231,10 +235,14 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },
       websocket: { ...d.websocket, ...stripUndefined(r.websocket ?? {}) },
       upgrades: r.upgrades ?? d.upgrades,
+      health: { errorRatio: { ...d.health.errorRatio, ...stripUndefined(r.health?.errorRatio ?? {}) } },
     };
     const fallback = r.fallback ? resolveFallback(r.fallback, `${at}.fallback`, baseDir, problems) : defaultFallback;
     if (fallback) route.fallback = fallback;
     checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems);
+    if (route.health.errorRatio.warning > route.health.errorRatio.critical) {
+      problems.push(`${at}.health.errorRatio: warning (${route.health.errorRatio.warning}) is above critical (${route.health.errorRatio.critical})`);
+    }
 
     if (breaker.enabled) {
       const { name: _n, ...settings } = breaker;
@@ -254,6 +262,8 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
     log: raw.log,
     drain: raw.drain,
     reload: raw.reload,
+    events: raw.events,
+    flapping: raw.flapping,
     upstreams: raw.upstreams,
     defaults: d,
     routes,

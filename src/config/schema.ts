@@ -176,6 +176,16 @@ const websocketShape = {
 };
 const websocketDefaults = { handshakeTimeout: 5000, idleTimeout: 0, maxLifetime: 0, maxConnections: 10_000, ping: 0 };
 
+// Health thresholds: a route's error ratio over a rolling window (at most the 5 minutes the
+// stats ring keeps) sets its level in /health and on the status page; never liveness.
+const errorRatioShape = {
+  warning: z.number().min(0).max(1),
+  critical: z.number().min(0).max(1),
+  window: duration.refine((ms) => ms >= 1000 && ms <= 300_000, { error: 'expected a window between 1s and 5m' }),
+  minRequests: z.number().int().min(1),
+};
+const errorRatioDefaults = { warning: 0.05, critical: 0.25, window: 60_000, minRequests: 20 };
+
 const upgradeToken = z.string().regex(/^[A-Za-z0-9._-]+$/).transform((s) => s.toLowerCase());
 
 export const defaultsSchema = z.strictObject({
@@ -187,6 +197,7 @@ export const defaultsSchema = z.strictObject({
   fallback: fallbackSchema.optional(),
   websocket: defaulted(websocketShape, websocketDefaults).prefault({}),
   upgrades: z.array(upgradeToken).default(['websocket']),
+  health: z.strictObject({ errorRatio: defaulted(errorRatioShape, errorRatioDefaults).prefault({}) }).prefault({}),
 });
 
 const routePolicies = {
@@ -198,6 +209,7 @@ const routePolicies = {
   fallback: fallbackSchema.optional(),
   websocket: optional(websocketShape).optional(),
   upgrades: z.array(upgradeToken).optional(),
+  health: z.strictObject({ errorRatio: optional(errorRatioShape).optional() }).optional(),
 };
 
 const headerMatch = z.union(
@@ -257,6 +269,21 @@ export const configSchema = z
       .prefault({}),
     drain: z.strictObject({ delay: duration.default(5000), timeout: duration.default(25_000) }).prefault({}),
     reload: z.strictObject({ pollInterval: duration.default(5000) }).prefault({}),
+    events: z
+      .strictObject({
+        capacity: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Events kept in memory for /events and the status page.' }),
+        coalesce: duration.default(10_000).meta({ description: 'Repeats of one kind on one route within this time merge into one event with a count.' }),
+      })
+      .prefault({}),
+    flapping: z
+      .strictObject({
+        interval: duration.refine((ms) => ms >= 10, { error: 'expected an interval of at least 10ms' }).default(10_000).meta({ description: 'How often each breaker state is sampled; 21 samples make the history.' }),
+        high: z.number().min(0).max(100).default(30).meta({ description: 'Percent state change at or above which a breaker starts flapping.' }),
+        low: z.number().min(0).max(100).default(15).meta({ description: 'Percent state change at or below which a flapping breaker stops flapping.' }),
+        damp: z.boolean().default(false).meta({ description: 'Multiply halfOpenAfter by dampFactor while a breaker flaps.' }),
+        dampFactor: z.number().min(1).max(100).default(4),
+      })
+      .prefault({}),
     upstreams: z.record(name, upstreamSchema).default({}),
     defaults: defaultsSchema.prefault({}),
     routes: z.array(routeSchema).default([]),
