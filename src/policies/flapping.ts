@@ -56,8 +56,8 @@ export const RUNAWAY_PROBES = 3;
  * The pattern of a flapping breaker, from its recent states entered (oldest first):
  * - runaway: RUNAWAY_PROBES or more failed probes in a row while the open time is at its
  *   cap (the upstream never recovers; the breaker just keeps probing);
- * - alternating: open and closed in turn (open → closed, or the usual
- *   open → half-open → closed loop);
+ * - alternating: two states in turn (open and closed, or open and half-open), or the
+ *   usual open → half-open → closed loop;
  * - cycle: another sequence that repeats with a period longer than two;
  * - irregular: no repetition found.
  */
@@ -69,7 +69,8 @@ export function classifyPattern(entered: readonly string[], failedProbesInARow: 
   const unit = seq.slice(seq.length - p);
   const set = new Set(unit);
   const openClosed = set.has('closed') && set.has('open') && unit.filter((s) => s === 'closed').length === 1 && unit.filter((s) => s === 'open').length === 1;
-  if (p === 2 && openClosed) return 'alternating';
+  // Two states in turn (open/closed, or open/half-open probes not yet at the cap).
+  if (p === 2) return 'alternating';
   if (p === 3 && openClosed && set.has('half-open')) return 'alternating';
   return 'cycle';
 }
