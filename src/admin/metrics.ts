@@ -255,6 +255,7 @@ export class RouteMetrics {
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
   private readonly events: EventLog;
+  private readonly unavailableMessage: string;
   /** Counts by [methodIndex] then status code: codes are an open set we only learn by seeing them. */
   private readonly requests: Array<Map<number, number>>;
   /** Counts by ATTEMPT_OUTCOMES index; null for the unmatched pseudo-route (no upstream). */
@@ -272,6 +273,7 @@ export class RouteMetrics {
     const exhausted = m.budgetExhausted.labels(route);
     const events = m.events;
     this.events = events;
+    this.unavailableMessage = `cannot connect to upstream ${upstream ?? ''}`.trimEnd();
     this.budgetExhausted = {
       inc: () => {
         exhausted.inc();
@@ -308,7 +310,7 @@ export class RouteMetrics {
 
   attempt(outcome: AttemptOutcome): void {
     if (this.attempts !== null) this.attempts[OUTCOME_INDEX[outcome]]! += 1;
-    if (outcome === 'connect_failure') this.events.emit('upstream_unavailable', 'error', { route: this.route }, `cannot connect to upstream ${this.upstream ?? ''}`.trimEnd());
+    if (outcome === 'connect_failure') this.events.emit('upstream_unavailable', 'error', { route: this.route }, this.unavailableMessage);
   }
 
   /** @internal scrape-time export */
