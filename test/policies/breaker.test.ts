@@ -175,7 +175,7 @@ describe('Breaker damping (flapping.damp)', () => {
     await new Promise((r) => setTimeout(r, 150));
     expect(await settle(b.execute(status(200)))).toBeInstanceOf(BreakerOpenError);
     b.dampFactor = 1;
-    await waitFor(async () => (await settle(b.execute(status(200)))) === 'ok', 5000);
+    await waitFor(async () => (await settle(b.execute(status(200)))) === 'ok', { timeout: 5000 });
     expect(b.state).toBe('closed');
     await settle(b.execute(status(503)));
     expect(b.openForMs).toBe(100);
