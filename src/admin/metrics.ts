@@ -169,15 +169,13 @@ export class Metrics {
     if (withDefaults) collectDefaultMetrics({ register: this.registry });
     this.reloads.labels('success').inc(0);
     this.reloads.labels('rejected').inc(0);
-    const eventChildren = new Map<string, CounterChild>();
-    for (const [kind, sevs] of Object.entries(EVENT_KINDS)) {
-      for (const sev of sevs) {
-        const c = this.eventsTotal.labels(kind, sev);
-        c.inc(0);
-        eventChildren.set(`${kind}/${sev}`, c);
-      }
+    // Children resolved once: counting an event is then a property lookup, not label hashing.
+    const eventChildren = {} as Record<EventKind, Partial<Record<Severity, CounterChild>>>;
+    for (const [kind, sevs] of Object.entries(EVENT_KINDS) as Array<[EventKind, readonly Severity[]]>) {
+      const bySev: Partial<Record<Severity, CounterChild>> = (eventChildren[kind] = {});
+      for (const sev of sevs) (bySev[sev] = this.eventsTotal.labels(kind, sev)).inc(0);
     }
-    this.events.countWith((kind: EventKind, sev: Severity) => eventChildren.get(`${kind}/${sev}`)?.inc());
+    this.events.countWith((kind, sev) => eventChildren[kind][sev]?.inc());
   }
 
   forRoute(route: string, upstream: string | null): RouteMetrics {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ok, startUpstream, type Behaviour } from '../helpers/upstream.js';
+import { failFirst, ok, startUpstream, type Behaviour } from '../helpers/upstream.js';
 import { metricValue, oneRoute, startProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
 import { useCleanup } from '../helpers/cleanup.js';
@@ -102,6 +102,24 @@ describe('events and health levels', () => {
     expect((await req(px.adminUrl, { method: 'POST', path: '/breakers/r1/reset' })).status).toBe(200);
     const after = await getJson<{ events: Array<{ kind: string }> }>(px.adminUrl, '/events');
     expect(after.json.events.map((e) => e.kind)).toEqual(expect.arrayContaining(['breaker_reset', 'breaker_closed']));
+  });
+
+  it('puts a route at warning between the thresholds, per-route overrides applied', async () => {
+    const up = track(await startUpstream(failFirst(2)));
+    const px = track(await startProxy(oneRoute(up.url, { retry: { attempts: 0 }, health: { errorRatio: { minRequests: 10 } } })));
+    for (let i = 0; i < 20; i++) await req(px.url, { path: '/' });
+    // 2 of 20 failed: 10%, at or above warning (5%), below critical (25%).
+    const h = await getJson<{ level: string; status: string; routes: Array<{ route: string; level: string; errorRatio: number; requests: number }> }>(px.adminUrl, '/health');
+    expect(h.json.routes).toEqual([{ route: 'r1', level: 'warning', errorRatio: 0.1, requests: 20 }]);
+    expect(h.json.level).toBe('warning');
+    const ev = await until('route_health event', async () => {
+      const { json } = await getJson<{ events: Array<{ kind: string; severity: string; message: string }> }>(px.adminUrl, '/events?severity=warning');
+      return json.events.find((e) => e.kind === 'route_health');
+    });
+    // The level is evaluated every second, so the event may come from part-way through the 20.
+    expect(ev.severity).toBe('warning');
+    expect(ev.message).toMatch(/^route error ratio warning: [\d.]+% of \d+ requests failed$/);
+    expect(await metricValue(px.metricsUrl, 'outrigger_events_total', { kind: 'route_health', severity: 'warning' })).toBe(1);
   });
 
   it('rejects a config whose warning is above critical or flapping.low above high', async () => {
