@@ -167,7 +167,7 @@ const JS = `
       .then(function (r) {
         if (r.ok) $('result').textContent = action + ' ' + name + ': done, breaker is now ' + r.body.state + '.';
         else { $('result').textContent = action + ' ' + name + ' failed (' + r.status + '): ' + (r.body.error ? r.body.error.message : ''); if (r.status === 401) { $('auth').hidden = false; $('token').focus(); } }
-        poll(true);
+        poll();
       })
       .catch(function (e) { $('result').textContent = action + ' ' + name + ' failed: ' + e; })
       .finally(function () { btn.disabled = false; });
@@ -231,6 +231,22 @@ const JS = `
     });
     rows.forEach(function (x, name) { if (!seen.has(name)) { x.tr.remove(); rows.delete(name); } });
   }
+  // Events are fetched incrementally: everything last seen after the newest lastSeen known,
+  // less a second of overlap (merged by id), so a full ring is sent once, not every second.
+  var events = new Map(), cursor = null;
+  var SEV = ['info', 'warning', 'error', 'critical'];
+  function mergeEvents(list) {
+    list.forEach(function (e) {
+      events.set(e.id, e);
+      var t = Date.parse(e.lastSeen);
+      if (cursor === null || t > cursor) cursor = t;
+    });
+    if (events.size > 1000) Array.from(events.keys()).sort(function (a, b) { return a - b; }).slice(0, events.size - 1000).forEach(function (id) { events.delete(id); });
+  }
+  function shownEvents() {
+    var min = SEV.indexOf($('sev').value);
+    return Array.from(events.values()).filter(function (e) { return SEV.indexOf(e.severity) >= min; }).sort(function (a, b) { return b.id - a.id; });
+  }
   function renderEvents(list) {
     var ol = $('events');
     while (ol.firstChild) ol.removeChild(ol.firstChild);
@@ -245,21 +261,21 @@ const JS = `
     });
   }
   var timer = null, busy = false;
-  function poll(now) {
+  function poll() {
     if (busy) return;
     busy = true;
     if (timer) clearTimeout(timer);
     Promise.all([
       fetch('/stats', { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error('/stats ' + r.status); return r.json(); }),
-      fetch('/events?severity=' + encodeURIComponent($('sev').value), { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error('/events ' + r.status); return r.json(); })
+      fetch('/events' + (cursor === null ? '' : '?since=' + (cursor - 1000)), { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error('/events ' + r.status); return r.json(); })
     ]).then(function (res) {
-      render(res[0]); renderEvents(res[1].events);
+      render(res[0]); mergeEvents(res[1].events); renderEvents(shownEvents());
       $('conn').textContent = 'live, updated ' + new Date().toLocaleTimeString();
     }).catch(function (e) {
       $('conn').textContent = 'not updating: ' + e.message + ' (retrying)';
     }).finally(function () { busy = false; timer = setTimeout(poll, 1000); });
   }
-  $('sev').addEventListener('change', function () { poll(true); });
-  poll(true);
+  $('sev').addEventListener('change', function () { renderEvents(shownEvents()); });
+  poll();
 })();
 `;
