@@ -191,3 +191,28 @@ describe('breaker flapping', () => {
     }
   }, 60_000);
 });
+
+describe('GET / (status page document)', () => {
+  it('is one self-contained HTML document whose inline style and script carry the CSP nonce', async () => {
+    const px = track(await startProxy(oneRoute('http://127.0.0.1:1')));
+    const a = await req(px.adminUrl, { path: '/' });
+    const b = await req(px.adminUrl, { path: '/' });
+    expect(a.status).toBe(200);
+    expect(a.headers['content-type']).toBe('text/html; charset=utf-8');
+    const csp = String(a.headers['content-security-policy']);
+    const nonce = /script-src 'nonce-([^']+)'/.exec(csp)?.[1];
+    expect(nonce).toBeDefined();
+    expect(csp).toContain(`style-src 'nonce-${nonce}'`);
+    expect(csp).toContain("connect-src 'self'");
+    expect(String(b.headers['content-security-policy'])).not.toContain(nonce as string);
+    expect(a.body).toContain(`<script nonce="${nonce}">`);
+    expect(a.body).toContain(`<style nonce="${nonce}">`);
+    expect(a.body.match(/<script/g)).toHaveLength(1);
+    // No external asset: no src/href to another origin, no @import or url() fetches.
+    expect(a.body).not.toMatch(/(src|href)="(https?:)?\/\//);
+    expect(a.body).not.toMatch(/@import|url\(/);
+    const head = await req(px.adminUrl, { method: 'HEAD', path: '/' });
+    expect(head.status).toBe(200);
+    expect(head.body).toBe('');
+  });
+});
