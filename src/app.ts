@@ -98,7 +98,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
       metrics.reloads.labels('rejected').inc();
-      log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
+      log.error({ path: opts.configPath, problems, event: 'config_reload_failed', severity: 'error' }, 'config reload rejected; still serving the previous config');
       ops.reloaded(problems);
       return problems;
     }
@@ -127,7 +127,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     admin.lastReloadError = null;
     metrics.reloads.labels('success').inc();
     log.info(
-      { path: opts.configPath, hash: next.hash, routes: rt.routes.length, ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
+      { path: opts.configPath, hash: next.hash, routes: rt.routes.length, event: 'config_reload_succeeded', severity: 'info', ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
     );
     ops.reloaded([]);
@@ -200,9 +200,9 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     async drain() {
       if (state.draining) return;
       state.draining = true;
-      metrics.events.emit('drain_started', 'info', {}, 'draining: readiness is off; in-flight work is finishing');
+      metrics.events.emit('drain_started', 'info', {}, 'draining: readiness is off; in-flight work is finishing', false);
       const { delay, timeout } = state.runtime.config.drain;
-      log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size }, 'draining: readiness is off');
+      log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size, event: 'drain_started', severity: 'info' }, 'draining: readiness is off');
       await sleep(delay);
       watcher?.close();
       watcher = null;
