@@ -216,3 +216,20 @@ describe('GET / (status page document)', () => {
     expect(head.body).toBe('');
   });
 });
+
+describe('reload and drain events', () => {
+  it('records config_reload_succeeded, config_reload_failed and drain_started', async () => {
+    const up = track(await startUpstream(ok()));
+    const px = track(await startProxy(oneRoute(up.url, {}, { drain: { delay: 0, timeout: 1000 } })));
+    px.writeConfig(oneRoute(up.url, { timeout: '3s' }, { drain: { delay: 0, timeout: 1000 } }));
+    expect(await px.app.reload()).toEqual([]);
+    px.writeConfig({ routes: 'nope' });
+    expect((await px.app.reload()).length).toBeGreaterThan(0);
+    const stats = await getJson<{ config: { lastReload: { result: string; problems: string[] } } }>(px.adminUrl, '/stats');
+    expect(stats.json.config.lastReload.result).toBe('rejected');
+    await px.app.drain();
+    const kinds = px.app.metrics.events.list().map((e) => `${e.kind}/${e.severity}`);
+    expect(kinds).toEqual(['config_reload_succeeded/info', 'config_reload_failed/error', 'drain_started/info']);
+    expect(px.logs.filter((l) => l.event === 'drain_started')).toHaveLength(1);
+  });
+});
