@@ -334,6 +334,16 @@ export class RouteMetrics {
     this.window.fallback(FALLBACK_INDEX[trigger]);
   }
 
+  /** A response cut mid-body (the upstream broke off, or the body timed out): one event. */
+  responseTruncated(): void {
+    this.events.emit('response_truncated', 'error', { route: this.route }, 'the response was cut mid-body');
+  }
+
+  /** An unexpected error that became OUTRIGGER_INTERNAL: one critical event. */
+  internalError(message: string): void {
+    this.events.emit('internal_error', 'critical', { route: this.route }, message);
+  }
+
   timeout(kind: TimeoutMetricKind): void {
     this.timeouts[kind].inc();
     if (kind === 'total') this.events.emit('deadline_exceeded', 'warning', { route: this.route }, 'the route deadline passed before the response');

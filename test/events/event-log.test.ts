@@ -71,3 +71,20 @@ describe('EventLog', () => {
     expect(log.list().map((e) => e.breaker)).toEqual(['b4', 'b5']);
   });
 });
+
+describe('RouteMetrics event hooks', () => {
+  it('raise response_truncated and internal_error for the route, counted', async () => {
+    const { Metrics } = await import('../../src/admin/metrics.js');
+    const m = new Metrics(false);
+    const rm = m.forRoute('r', 'u');
+    rm.responseTruncated();
+    rm.responseTruncated();
+    rm.internalError('boom');
+    expect(m.events.list().map((e) => [e.kind, e.severity, e.route, e.count])).toEqual([
+      ['response_truncated', 'error', 'r', 2],
+      ['internal_error', 'critical', 'r', 1],
+    ]);
+    const text = await m.registry.metrics();
+    expect(text).toContain('outrigger_events_total{kind="response_truncated",severity="error"} 2');
+  });
+});
