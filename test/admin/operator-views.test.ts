@@ -64,6 +64,29 @@ describe('GET /stats', () => {
   });
 });
 
+describe('GET /stats under failure', () => {
+  it('counts retries, retry budget use and fallbacks by trigger', async () => {
+    const up = track(await startUpstream(ok('no', 503)));
+    const px = track(
+      await startProxy(oneRoute(up.url, { retry: { attempts: 1, backoff: { base: '1ms', max: '1ms' } }, breaker: { enabled: false }, fallback: { on: ['5xx'], status: 200, body: 'cached' } })),
+    );
+    for (let i = 0; i < 10; i++) expect((await req(px.url, { path: '/' })).body).toBe('cached');
+    const { json } = await getJson<{ routes: RouteStats[] }>(px.adminUrl, '/stats');
+    const r = json.routes[0] as RouteStats & { retryBudget: { used: number; allowed: number } };
+    expect(r.requests).toBe(10);
+    // The fallback answered 200: not an error.
+    expect(r.errorRatio).toBe(0);
+    expect(r.retriesPerSecond).toBeGreaterThan(0);
+    expect(r.retryBudget.used).toBe(10);
+    // The floor of 10 retries/s over the 10 s window allows 100: 10% used.
+    expect(r.retryBudget.allowed).toBe(100);
+    expect(r.retryBudget.usePercent).toBe(10);
+    expect(r.fallbacksPerSecond['5xx']).toBeGreaterThan(0);
+    expect(r.fallbacksPerSecond['timeout']).toBe(0);
+    expect(r.breaker).toBeNull();
+  });
+});
+
 describe('events and health levels', () => {
   it('raises breaker and health events, logs them, counts them, and /health reports the worst level', async () => {
     const up = track(await startUpstream(ok('no', 503)));
