@@ -50,6 +50,7 @@ export interface EffectiveConfig {
   log: RawConfig['log'];
   drain: RawConfig['drain'];
   reload: RawConfig['reload'];
+  http: RawConfig['http'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
   routes: EffectiveRoute[];
@@ -254,6 +255,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
     log: raw.log,
     drain: raw.drain,
     reload: raw.reload,
+    http: raw.http,
     upstreams: raw.upstreams,
     defaults: d,
     routes,

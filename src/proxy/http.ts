@@ -8,7 +8,10 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Reply } from './exchange.js';
-import { parseTarget } from './router.js';
+import { resolveTarget, upstreamPathOf } from './router.js';
+
+/** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
+export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';
 
 export interface ProxyState {
   runtime: Runtime;
@@ -23,25 +26,25 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
   return function handle(req, res) {
     const rt = state.runtime;
     const method = req.method ?? 'GET';
-    const target = parseTarget(req.url ?? '/', req.headers.host);
     const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
-    if (target === null || method === 'CONNECT') {
-      const msg = method === 'CONNECT' ? 'CONNECT tunnels are not supported; send plain http:// requests' : 'the request target must be a path or an http:// URL';
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', msg), requestId);
+    if (method === 'CONNECT') {
+      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_METHOD_NOT_ALLOWED', CONNECT_REFUSED), requestId);
     }
+    if (method === 'OPTIONS' && req.url === '*') return optionsStar(state, rt.unmatched, req, res, requestId);
+    const target = resolveTarget(req, rt.config.http);
+    if (target instanceof ProxyError) return reject(state, rt.unmatched, req, res, method, target, requestId, target.status !== 307);
     const route = rt.router.match(method, target, req.headers);
     if (route === null) {
       return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId);
     }
+    const upstreamPath = upstreamPathOf(route, target);
+    if (upstreamPath === null) {
+      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target climbs out of the route\'s rewritePrefix'), requestId, true);
+    }
 
     const ex = new Exchange(req, res, route, method, requestId, state);
-    let path = target.path;
-    if (route.rewriteFrom !== null && route.rewriteTo !== null && path.startsWith(route.rewriteFrom)) {
-      const rest = path.slice(route.rewriteFrom.length);
-      path = route.rewriteTo.endsWith('/') && rest.startsWith('/') ? route.rewriteTo + rest.slice(1) : route.rewriteTo + rest;
-      if (path === '') path = '/';
-    }
-    ex.upstreamPath = path + target.query;
+    ex.upstreamPath = upstreamPath;
+    ex.path = target.path;
     ex.authority = target.authority;
 
     state.inflight++;
@@ -135,7 +138,7 @@ function finish(state: ProxyState, ex: Exchange): void {
         access: true,
         route: ex.route.name,
         method: ex.method,
-        path: pathOf(ex.req.url),
+        path: ex.path,
         status: code,
         attempts: ex.attempts,
         durationMs: Math.round(seconds * 1e6) / 1000,
@@ -151,10 +154,12 @@ function finish(state: ProxyState, ex: Exchange): void {
   if (state.inflight === 0) state.onIdle?.();
 }
 
-function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string): void {
+function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string, close = false): void {
   const start = performance.now();
   const r = errorResponse(err, null, 0, requestId);
-  if (state.draining) r.headers.push('connection', 'close');
+  // A refused target (a limit, a smuggling-shaped request) closes the connection: what
+  // follows on it cannot be trusted to be framed as the client meant.
+  if (state.draining || close) r.headers.push('connection', 'close');
   req.resume();
   res.writeHead(r.status, r.headers);
   res.end(method === 'HEAD' ? undefined : r.body);
@@ -175,4 +180,14 @@ function pathOf(url: string | undefined): string {
 
 function firstValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** `OPTIONS *` asks about the server itself (RFC 9110 9.3.7): answered here, never routed. */
+function optionsStar(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, requestId: string): void {
+  req.resume();
+  const headers = ['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE', 'content-length', '0', 'x-request-id', requestId];
+  if (state.draining) headers.push('connection', 'close');
+  res.writeHead(200, headers);
+  res.end();
+  m.request('OPTIONS', 200);
 }
