@@ -149,7 +149,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   // A raw answer only goes on a socket with no response in flight (as Node's own default
   // handler does): written into a response being sent, it would corrupt its framing.
   proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const inFlight = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
+    const pending = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+    const inFlight = pending !== undefined && pending !== null;
     if (!socket.writable || inFlight || err.code === 'ECONNRESET') {
       socket.destroy();
       return;
