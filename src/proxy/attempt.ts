@@ -71,6 +71,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
             host: ex.authority,
             requestId: ex.requestId,
             upstreamHost: cfg.preserveHost ? ex.authority : null,
+            via: ex.via,
           })),
           body,
           bodyTimeout: cfg.bodyTimeout,

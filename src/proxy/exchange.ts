@@ -61,6 +61,8 @@ export class Exchange {
   upstreamPath = '/';
   /** The normalized request path (no query), as routed and logged. */
   path = '/';
+  /** The proxy's pseudonym for Via (http.via). */
+  via = 'outrigger';
   /** Host as the client sent it (Host header or absolute-form URL). */
   authority = '';
   /** Built on the first attempt, so a request refused before one never pays for it. */

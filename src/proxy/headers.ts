@@ -1,7 +1,10 @@
 // Header rewriting between client and upstream. Works on node's flat rawHeaders arrays
 // so that duplicates (set-cookie) and order survive, and nothing is decoded.
 
-/** RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. */
+/**
+ * RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. `Trailer` is not
+ * one (RFC 9110 6.6.2 lists the trailer fields the message will carry, end to end).
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -9,13 +12,12 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'te',
-  'trailer',
   'transfer-encoding',
   'upgrade',
 ]);
 
 /** Request headers the proxy sets itself (or undici refuses to forward). */
-const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
+const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect', 'via']);
 
 /** Adds the header names a Connection value lists (RFC 9110 7.6.1) to `into`, lower-cased. */
 function addConnectionTokens(value: string, into: Set<string> | null): Set<string> | null {
@@ -42,6 +44,8 @@ export interface ForwardInfo {
   requestId: string;
   /** Host header for the upstream. */
   upstreamHost: string | null;
+  /** The proxy's pseudonym in Via (http.via). */
+  via?: string;
 }
 
 /** Builds the upstream request headers from the client's raw headers. */
@@ -49,23 +53,33 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   const extra = connectionTokens(raw);
   const out: string[] = [];
   let xff = '';
+  let via = '';
+  // An ingress in front of the app knows the original scheme and host better than we do.
+  let proto: string | null = null;
+  let fwdHost: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     if (REQUEST_OWNED.has(lower)) {
-      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${raw[i + 1] as string}` : (raw[i + 1] as string);
+      const v = raw[i + 1] as string;
+      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${v}` : v;
+      else if (lower === 'via') via = via ? `${via}, ${v}` : v;
+      else if (lower === 'x-forwarded-proto') proto ??= v;
+      else if (lower === 'x-forwarded-host') fwdHost ??= v;
       continue;
     }
     out.push(name, raw[i + 1] as string);
   }
   // Without a host header undici sends the endpoint's own authority.
   if (info.upstreamHost !== null) out.push('host', info.upstreamHost);
+  const me = `1.1 ${info.via ?? 'outrigger'}`;
   out.push(
     'x-forwarded-for', xff ? `${xff}, ${info.clientAddress}` : info.clientAddress,
-    'x-forwarded-proto', 'http',
-    'x-forwarded-host', info.host,
+    'x-forwarded-proto', proto ?? 'http',
+    'x-forwarded-host', fwdHost ?? info.host,
     'x-request-id', info.requestId,
+    'via', via ? `${via}, ${me}` : me,
   );
   return out;
 }

@@ -45,6 +45,7 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     const ex = new Exchange(req, res, route, method, requestId, state);
     ex.upstreamPath = upstreamPath;
     ex.path = target.path;
+    ex.via = rt.config.http.via;
     ex.authority = target.authority;
 
     state.inflight++;

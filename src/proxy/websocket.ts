@@ -251,6 +251,7 @@ export class WebSocketProxy {
     }
     ex.upstreamPath = upstreamPath;
     ex.path = target.path;
+    ex.via = rt.config.http.via;
     ex.authority = target.authority;
     if (token !== 'websocket') {
       const started = Date.now();
@@ -388,7 +389,7 @@ export class WebSocketProxy {
       const req = ex.req;
       const headers = upgradeRequestHeaders(
         req.rawHeaders,
-        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null },
+        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null, via: ex.via },
         WS_SET_BY_CLIENT,
       );
       const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
