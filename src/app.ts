@@ -94,7 +94,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       watcher?.acknowledge(err instanceof ConfigError ? (err.hash ?? null) : null);
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
-      metrics.reloads.labels('rejected').inc();
+      metrics.reloads.labels('failure').inc();
       log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
       return problems;
     }

@@ -148,7 +148,7 @@ export class Metrics {
     this.registry.registerMetric(new DurationView(this.duration, () => this.routes.values()) as unknown as Histogram<string>);
     if (withDefaults) collectDefaultMetrics({ register: this.registry });
     this.reloads.labels('success').inc(0);
-    this.reloads.labels('rejected').inc(0);
+    this.reloads.labels('failure').inc(0);
   }
 
   forRoute(route: string, upstream: string | null): RouteMetrics {

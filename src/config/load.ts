@@ -93,6 +93,9 @@ export function loadConfigFile(path: string): LoadedConfig {
 
 export function loadConfigText(text: string, path: string): LoadedConfig {
   const hash = createHash('sha256').update(text).digest('hex');
+  // An empty file is far more often a truncate-then-write caught half way, or a blank
+  // ConfigMap, than a wish for no routes: refuse it (`routes: []` says that explicitly).
+  if (text.trim() === '') throw new ConfigError(path, ['the config file is empty'], hash);
   let doc: unknown;
   try {
     doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
@@ -104,7 +107,8 @@ export function loadConfigText(text: string, path: string): LoadedConfig {
     }
     throw new ConfigError(path, [`syntax error: ${(err as Error).message}`], hash);
   }
-  if (doc === null || doc === undefined) doc = {};
+  if (doc === null || doc === undefined) throw new ConfigError(path, ['the config file is empty (it holds only comments)'], hash);
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(path, [`the top level must be a mapping, got ${Array.isArray(doc) ? 'a list' : `a ${typeof doc}`}`], hash);
   const parsed = configSchema.safeParse(doc, { reportInput: true });
   if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue), hash);
   const problems: string[] = [];
