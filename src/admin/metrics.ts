@@ -105,6 +105,12 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly truncated = new Counter({
+    name: 'outrigger_responses_truncated_total',
+    help: 'Responses cut off mid-body because the upstream broke off; the client connection was cut so the truncation is visible.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'outrigger_inflight_requests',
     help: 'Requests in flight, by route.',
@@ -217,6 +223,8 @@ export class RouteMetrics {
   inflight = 0;
   readonly budgetExhausted: CounterChild;
   readonly overload: CounterChild;
+  /** outrigger_responses_truncated_total{route}. */
+  readonly truncated: CounterChild;
   private readonly retries: Record<RetryReason, CounterChild>;
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
@@ -236,13 +244,14 @@ export class RouteMetrics {
   ) {
     this.budgetExhausted = m.budgetExhausted.labels(route);
     this.overload = m.overload.labels(route);
+    this.truncated = m.truncated.labels(route);
     this.retries = byKey(RETRY_REASONS, (r) => m.retries.labels(route, r));
     this.fallbacks = byKey(FALLBACK_ON, (t) => m.fallbacks.labels(route, t));
     this.timeouts = byKey(TIMEOUT_KINDS, (k) => m.timeouts.labels(route, k));
     this.requests = METHOD_LABELS.map(() => new Map());
     this.attempts = upstream === null ? null : new Float64Array(ATTEMPT_OUTCOMES.length);
     // Zero series from the start, so rate() and absent() work before the first event.
-    for (const c of [this.budgetExhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    for (const c of [this.budgetExhausted, this.overload, this.truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
   request(method: string, code: number): void {

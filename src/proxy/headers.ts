@@ -104,6 +104,8 @@ export interface ResponseHead {
   headers: string[];
   contentLength: number;
   retryAfter: string | null;
+  /** The response declares trailers (a Trailer header). */
+  trailer: boolean;
 }
 
 /** Converts undici's raw response headers to a flat array for res.writeHead, minus hop-by-hop. */
@@ -118,15 +120,32 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
   const headers: string[] = [];
   let contentLength = -1;
   let retryAfter: string | null = null;
+  let trailer = false;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = names[i / 2] as string;
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     const value = (raw[i + 1] as Buffer).toString('latin1');
     if (lower === 'content-length') contentLength = Number(value);
     else if (lower === 'retry-after') retryAfter = value;
+    else if (lower === 'trailer') trailer = true;
     headers.push(lower, value);
   }
-  return { headers, contentLength, retryAfter };
+  return { headers, contentLength, retryAfter, trailer };
+}
+
+/** Response headers without `trailer`, for a response that cannot carry trailers (Node refuses the header there). */
+export function withoutTrailer(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] !== 'trailer') out.push(headers[i] as string, headers[i + 1] as string);
+  return out;
+}
+
+/** Raw header pairs (undici's Buffers) as [name, value] pairs: for trailers and interim heads. */
+export function headerPairs(raw: ReadonlyArray<Buffer | string>): Array<[string, string]> {
+  const str = (x: Buffer | string | undefined) => (typeof x === 'string' ? x : x === undefined ? '' : x.toString('latin1'));
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < raw.length; i += 2) out.push([str(raw[i]), str(raw[i + 1])]);
+  return out;
 }
 
 /** Retry-After in milliseconds from delta-seconds or an HTTP date; null when unparseable. */

@@ -129,6 +129,7 @@ function finish(state: ProxyState, ex: Exchange): void {
   const code = clientGone ? 499 : ex.status;
   const m = ex.route.metrics;
   m.request(ex.method, code);
+  if (midBodyLoss) m.truncated.inc();
   const seconds = (performance.now() - ex.start) / 1000;
   m.observeDuration(seconds);
   m.inflight--;
