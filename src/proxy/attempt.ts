@@ -15,6 +15,19 @@ const STREAM = 2;
 const DISCARD = 3;
 const DONE = 4;
 
+/**
+ * undici errors that mean the request or the pool itself was refused (bad options, a
+ * closed or destroyed pool): a bug of ours, not the upstream's. They are not retried and
+ * not a breaker failure, and become OUTRIGGER_INTERNAL, logged (http.ts).
+ */
+const INTERNAL_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'UND_ERR_INVALID_RETURN_VALUE', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE']);
+
+/** Whether a failure before any socket was the request's or the pool's own fault. */
+export function isInternalDispatchError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? INTERNAL_CODES.has(code) : err instanceof TypeError || err instanceof RangeError;
+}
+
 /** A discarded response body up to this size is read off so the socket stays pooled. */
 const DRAIN_LIMIT = 64 * 1024;
 
@@ -94,9 +107,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   // --- undici handler -------------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
+    // Abandoned while queued (per-try timeout, client gone, deadline): throwing here makes
+    // undici drop the request from its queue unsent. Its abort() would instead destroy
+    // the pooled socket and the body stream, which a retry may be sending.
+    if (this.phase === DONE) throw this.failure ?? new ClientGoneError();
     this.abortFn = abort;
     this.connected = true;
-    if (this.phase === DONE) abort(this.failure ?? new ClientGoneError());
   }
 
   onRequestSent(): void {
@@ -152,6 +168,10 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     switch (this.phase) {
       case PENDING: {
         this.clearTimer();
+        if (!this.connected && isInternalDispatchError(err)) {
+          this.settleFailure(err);
+          return;
+        }
         const failure = err instanceof AttemptError ? err : new AttemptError(classifyError(err, this.connected, this.sent), err);
         this.settleFailure(failure);
         return;
