@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   OUTRIGGER_BAD_REQUEST: { status: 400, message: 'the request cannot be proxied' },
   OUTRIGGER_INTERNAL: { status: 500, message: 'the proxy failed unexpectedly; see its error log' },
   OUTRIGGER_UPSTREAM_RESET: { status: 502, message: 'the upstream broke off its response before any of it reached the client' },
+  OUTRIGGER_REQUEST_TIMEOUT: { status: 408, message: 'the client did not send the whole request within requestTimeout' },
   OUTRIGGER_HEADERS_TOO_LARGE: { status: 431, message: 'the request has too many header lines or too large a header block' },
   OUTRIGGER_TARGET_TOO_LONG: { status: 414, message: 'the request target is longer than http.maxTargetBytes' },
   OUTRIGGER_LOOP_DETECTED: { status: 508, message: 'the request has already passed through this proxy (Via)' },

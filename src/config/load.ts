@@ -35,6 +35,7 @@ export interface EffectiveRoute {
   critical: boolean;
   timeout: number;
   bodyTimeout: number;
+  requestTimeout: number;
   retry: Defaults['retry'];
   breaker: EffectiveBreaker;
   concurrency: Defaults['concurrency'];
@@ -231,6 +232,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       critical: r.critical,
       timeout: r.timeout ?? d.timeout,
       bodyTimeout: r.bodyTimeout ?? d.bodyTimeout,
+      requestTimeout: r.requestTimeout ?? d.requestTimeout,
       retry,
       breaker,
       concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },

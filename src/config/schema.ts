@@ -181,6 +181,7 @@ const upgradeToken = z.string().regex(/^[A-Za-z0-9._-]+$/).transform((s) => s.to
 export const defaultsSchema = z.strictObject({
   timeout: duration.default(15_000).meta({ description: 'Deadline from request start to response headers, retries and backoff included; 0 = none.' }),
   bodyTimeout: duration.default(30_000).meta({ description: 'Longest idle gap while streaming the response body; 0 = none.' }),
+  requestTimeout: duration.default(60_000).meta({ description: 'Longest time to receive the whole request body from the client (408 after it); 0 = none. `timeout` starts when it ends.' }),
   retry: retryFull.prefault({}),
   breaker: breakerFull.prefault({}),
   concurrency: defaulted(concurrencyShape, concurrencyDefaults).prefault({}),
@@ -192,6 +193,7 @@ export const defaultsSchema = z.strictObject({
 const routePolicies = {
   timeout: duration.optional(),
   bodyTimeout: duration.optional(),
+  requestTimeout: duration.optional(),
   retry: retryPartial.optional(),
   breaker: breakerPartial.optional(),
   concurrency: optional(concurrencyShape).optional(),

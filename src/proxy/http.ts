@@ -9,6 +9,7 @@ import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
+import { AttemptError } from '../policies/outcome.js';
 
 /** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
 export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';
@@ -61,7 +62,9 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       return run(state, ex);
     }
     const len = cl === undefined ? -1 : Number(cl);
-    if (!chunked && len > 0 && len <= route.config.retry.bufferBody && route.config.retry.attempts > 0) {
+    const buffered = !chunked && len > 0 && len <= route.config.retry.bufferBody && route.config.retry.attempts > 0;
+    watchUpload(state, ex, !buffered);
+    if (buffered) {
       // Small bodies are buffered so a retry can send them again.
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -74,6 +77,49 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     ex.body = req;
     run(state, ex);
   };
+}
+
+/**
+ * The upload and the route deadline on one timeline (README, Timeouts): `requestTimeout`
+ * bounds receiving the request body, and the route `timeout` starts only once the whole
+ * request has been received (Envoy's semantics), for buffered and streamed bodies alike.
+ * Only requests with a body pay for these timers.
+ */
+function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
+  const cfg = ex.route.config;
+  let upload: NodeJS.Timeout | null = null;
+  let deadline: NodeJS.Timeout | null = null;
+  ex.deadline = 0;
+  if (cfg.requestTimeout > 0) {
+    upload = setTimeout(() => {
+      upload = null;
+      if (ex.req.complete || ex.finished || ex.status !== 0) return;
+      const err = new ProxyError('OUTRIGGER_REQUEST_TIMEOUT', `the request body was not received within requestTimeout (${cfg.requestTimeout}ms)`);
+      // A streamed body is being sent by an attempt: cancelling it makes the stack fail with this error.
+      if (streamed && ex.cancel !== null) ex.cancel(err);
+      else fail(state, ex, err);
+    }, cfg.requestTimeout);
+  }
+  ex.req.once('end', () => {
+    if (upload !== null) clearTimeout(upload);
+    upload = null;
+    if (ex.finished || cfg.timeout <= 0) return;
+    ex.deadline = performance.now() + cfg.timeout;
+    // A buffered body starts its attempts now, and they read the deadline. A streamed one
+    // is already being sent by an attempt armed without it: this timer ends that wait.
+    if (streamed) {
+      deadline = setTimeout(() => {
+        deadline = null;
+        if (ex.finished || ex.status !== 0 || ex.cancel === null) return;
+        ex.route.metrics.timeout('total');
+        ex.cancel(new AttemptError('timeout', undefined, 'total'));
+      }, cfg.timeout);
+    }
+  });
+  ex.res.once('close', () => {
+    if (upload !== null) clearTimeout(upload);
+    if (deadline !== null) clearTimeout(deadline);
+  });
 }
 
 function run(state: ProxyState, ex: Exchange): void {
@@ -106,7 +152,10 @@ function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   }
   ex.errorCode = pe.code;
   const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId);
-  if (ex.closeConnection) r.headers.push('connection', 'close');
+  // After a 408 the rest of the body is still on the wire: the connection cannot be reused.
+  if (ex.closeConnection || pe.code === 'OUTRIGGER_REQUEST_TIMEOUT') r.headers.push('connection', 'close');
+  // Already answered (a 408 while the stack was still unwinding): nothing more to send.
+  if (ex.res.writableEnded) return;
   ex.status = r.status;
   if (ex.res.headersSent) {
     ex.res.destroy();
