@@ -13,7 +13,7 @@
 #   docker run --rm --read-only -p 15001:15001 -p 15000:15000 -p 15090:15090 outrigger:0.1.0
 #   docker run --rm --read-only -v "$PWD/my-config:/etc/outrigger:ro" outrigger:0.1.0
 
-ARG NODE_IMAGE=node:22-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- build: all dependencies, compile TypeScript to dist/ ---------------------------------
 FROM ${NODE_IMAGE} AS build

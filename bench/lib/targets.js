@@ -11,6 +11,7 @@ export const TARGET_LABELS = {
   direct: 'direct (no proxy)',
   outrigger: 'Outrigger',
   'undici-ref': 'undici reference (Pool.stream)',
+  'dispatch-ref': 'dispatch-min (Pool.dispatch, raw headers)',
   'http-proxy-ref': 'node-http-proxy (keep-alive agent)',
 };
 
@@ -43,6 +44,8 @@ export async function startTarget(kind, upstream, opts = {}) {
       return startOutrigger({ upstreamUrl: upstream.url, accessLog: !!opts.accessLog, name: opts.name || 'outrigger' });
     case 'undici-ref':
       return startNodeRef('undici-ref', 'ref-undici.js', upstream.url);
+    case 'dispatch-ref':
+      return startNodeRef('dispatch-ref', 'ref-dispatch.js', upstream.url);
     case 'http-proxy-ref':
       return startNodeRef('http-proxy-ref', 'ref-http-proxy.js', upstream.url);
     default:

@@ -43,7 +43,7 @@ export function summarize(results) {
 
 export async function run(ctx) {
   const upstream = await startUpstream();
-  const kinds = ['direct', 'outrigger', 'undici-ref', 'http-proxy-ref'].filter(ctx.wants);
+  const kinds = ['direct', 'outrigger', 'undici-ref', 'dispatch-ref', 'http-proxy-ref'].filter(ctx.wants);
   let targets = [];
   try {
     targets = await startAll(kinds.map((k) => () => startTarget(k, upstream)));
@@ -52,6 +52,7 @@ export async function run(ctx) {
     const d = summary.direct;
     const u = summary['undici-ref'];
     const hp = summary['http-proxy-ref'];
+    const dm = summary['dispatch-ref'];
     const o = summary.outrigger;
     const rows = targets.map((t) => {
       const s = summary[t.name];
@@ -77,6 +78,9 @@ export async function run(ctx) {
     if (o && u) {
       checks.push(check('CPU per proxied request ≤ undici reference', `${fmt(o.cpuUsPerReq, 1)} vs ${fmt(u.cpuUsPerReq, 1)} µs (${ratio(o.cpuUsPerReq, u.cpuUsPerReq)})`, o.cpuUsPerReq <= u.cpuUsPerReq));
       checks.push(check('stretch: CPU per request ≤ 0.8× undici reference', ratio(o.cpuUsPerReq, u.cpuUsPerReq), o.cpuUsPerReq <= 0.8 * u.cpuUsPerReq));
+    }
+    if (o && dm) {
+      checks.push(check('CPU per request ≤ 1.10× dispatch-min', `${fmt(o.cpuUsPerReq, 1)} vs ${fmt(dm.cpuUsPerReq, 1)} µs (${ratio(o.cpuUsPerReq, dm.cpuUsPerReq)})`, o.cpuUsPerReq <= 1.1 * dm.cpuUsPerReq));
     }
     if (o && hp) {
       checks.push(check('throughput ≥ 2× node-http-proxy', `${fmt(o.rps)} vs ${fmt(hp.rps)} req/s (${ratio(o.rps, hp.rps)})`, o.rps >= 2 * hp.rps));
