@@ -1,6 +1,8 @@
 // Wires the pieces into a running proxy: three listeners, the runtime built from the
 // config, reload and drain. main.ts is the CLI around this; tests start it in-process.
-import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
@@ -8,7 +10,8 @@ import { Metrics } from './admin/metrics.js';
 import { createAdminHandler, createMetricsHandler, type AdminState } from './admin/server.js';
 import { Operations } from './admin/ops.js';
 import { createLogger, effectiveLevel, type Logger } from './log.js';
-import { createProxyHandler, type ProxyState } from './proxy/http.js';
+import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
+import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
 import { parseListen } from './util/units.js';
 import { WebSocketProxy } from './proxy/websocket.js';
@@ -97,7 +100,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       watcher?.acknowledge(err instanceof ConfigError ? (err.hash ?? null) : null);
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
-      metrics.reloads.labels('rejected').inc();
+      metrics.reloads.labels('failure').inc();
       log.error({ path: opts.configPath, problems, event: 'config_reload_failed', severity: 'error' }, 'config reload rejected; still serving the previous config');
       ops.reloaded(problems);
       return problems;
@@ -135,15 +138,39 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     return [];
   }
 
-  const proxyServer = createServer({ keepAliveTimeout: 5000 }, createProxyHandler(state));
+  const edge = cfg.http;
+  // maxHeaderSize is Node's own limit on the header block (431 from clientError below).
+  // maxHeadersCount 0: Node never drops header lines past its default 2,000; the handler
+  // counts them against http.maxHeaders and refuses with 431, instead of forwarding a
+  // request rebuilt from a truncated set.
+  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes }, createProxyHandler(state));
+  proxyServer.maxHeadersCount = 0;
   const ws = new WebSocketProxy(state, metrics);
   proxyServer.on('upgrade', ws.handleUpgrade);
+  // Without a 'connect' listener Node closes a CONNECT's socket without a word.
+  proxyServer.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    const e = errorResponse(new ProxyError('OUTRIGGER_METHOD_NOT_ALLOWED', CONNECT_REFUSED), null, 0, randomUUID());
+    socket.on('error', () => socket.destroy());
+    socket.end(rawResponse(e.status, 'Method Not Allowed', [...e.headers, 'connection', 'close'], e.body));
+  });
   const adminServer = createServer(createAdminHandler(admin));
   const metricsServer = createServer(createMetricsHandler(metrics));
   // Client-side socket errors (resets, bad requests) are the client's business, not a crash.
-  proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
+  // A raw answer only goes on a socket with no response in flight (as Node's own default
+  // handler does): written into a response being sent, it would corrupt its framing.
+  proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const pending = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+    const inFlight = pending !== undefined && pending !== null;
+    if (!socket.writable || inFlight || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      const e = errorResponse(new ProxyError('OUTRIGGER_HEADERS_TOO_LARGE', `the request header block is larger than http.maxHeaderBytes (${edge.maxHeaderBytes})`), null, 0, randomUUID());
+      socket.end(rawResponse(431, 'Request Header Fields Too Large', [...e.headers, 'connection', 'close'], e.body));
+      return;
+    }
+    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   });
 
   let proxyAddr: AddressInfo;
@@ -240,4 +267,11 @@ function waitIdle(state: ProxyState, timeout: number): Promise<void> {
     }
     state.onIdle = done;
   });
+}
+
+/** A whole response written straight to a socket, for answers made outside a ServerResponse. */
+function rawResponse(status: number, reason: string, headers: string[], body: Buffer): Buffer {
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]);
 }

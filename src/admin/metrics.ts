@@ -109,6 +109,12 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly truncated = new Counter({
+    name: 'outrigger_responses_truncated_total',
+    help: 'Responses cut off mid-body because the upstream broke off; the client connection was cut so the truncation is visible.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'outrigger_inflight_requests',
     help: 'Requests in flight, by route.',
@@ -168,7 +174,7 @@ export class Metrics {
     this.registry.registerMetric(new DurationView(this.duration, () => this.routes.values()) as unknown as Histogram<string>);
     if (withDefaults) collectDefaultMetrics({ register: this.registry });
     this.reloads.labels('success').inc(0);
-    this.reloads.labels('rejected').inc(0);
+    this.reloads.labels('failure').inc(0);
     // Children resolved once: counting an event is then a property lookup, not label hashing.
     const eventChildren = {} as Record<EventKind, Partial<Record<Severity, CounterChild>>>;
     for (const [kind, sevs] of Object.entries(EVENT_KINDS) as Array<[EventKind, readonly Severity[]]>) {
@@ -249,6 +255,8 @@ export class RouteMetrics {
   /** Counts outrigger_retry_budget_exhausted_total, the window and the event. */
   readonly budgetExhausted: { inc(): void };
   readonly overload: CounterChild;
+  /** outrigger_responses_truncated_total{route}, and the response_truncated event. */
+  readonly truncated: { inc(): void };
   private readonly retries: Record<RetryReason, CounterChild>;
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
@@ -280,13 +288,20 @@ export class RouteMetrics {
       },
     };
     this.overload = m.overload.labels(route);
+    const truncated = m.truncated.labels(route);
+    this.truncated = {
+      inc: () => {
+        truncated.inc();
+        this.responseTruncated();
+      },
+    };
     this.retries = byKey(RETRY_REASONS, (r) => m.retries.labels(route, r));
     this.fallbacks = byKey(FALLBACK_ON, (t) => m.fallbacks.labels(route, t));
     this.timeouts = byKey(TIMEOUT_KINDS, (k) => m.timeouts.labels(route, k));
     this.requests = METHOD_LABELS.map(() => new Map());
     this.attempts = upstream === null ? null : new Float64Array(ATTEMPT_OUTCOMES.length);
     // Zero series from the start, so rate() and absent() work before the first event.
-    for (const c of [exhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    for (const c of [exhausted, this.overload, truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
   request(method: string, code: number): void {

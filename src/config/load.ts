@@ -35,6 +35,7 @@ export interface EffectiveRoute {
   critical: boolean;
   timeout: number;
   bodyTimeout: number;
+  requestTimeout: number;
   retry: Defaults['retry'];
   breaker: EffectiveBreaker;
   concurrency: Defaults['concurrency'];
@@ -53,6 +54,7 @@ export interface EffectiveConfig {
   reload: RawConfig['reload'];
   events: RawConfig['events'];
   flapping: RawConfig['flapping'];
+  http: RawConfig['http'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
   routes: EffectiveRoute[];
@@ -95,6 +97,9 @@ export function loadConfigFile(path: string): LoadedConfig {
 
 export function loadConfigText(text: string, path: string): LoadedConfig {
   const hash = createHash('sha256').update(text).digest('hex');
+  // An empty file is far more often a truncate-then-write caught half way, or a blank
+  // ConfigMap, than a wish for no routes: refuse it (`routes: []` says that explicitly).
+  if (text.trim() === '') throw new ConfigError(path, ['the config file is empty'], hash);
   let doc: unknown;
   try {
     doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
@@ -106,7 +111,8 @@ export function loadConfigText(text: string, path: string): LoadedConfig {
     }
     throw new ConfigError(path, [`syntax error: ${(err as Error).message}`], hash);
   }
-  if (doc === null || doc === undefined) doc = {};
+  if (doc === null || doc === undefined) throw new ConfigError(path, ['the config file is empty (it holds only comments)'], hash);
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(path, [`the top level must be a mapping, got ${Array.isArray(doc) ? 'a list' : `a ${typeof doc}`}`], hash);
   const parsed = configSchema.safeParse(doc, { reportInput: true });
   if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue), hash);
   const problems: string[] = [];
@@ -230,6 +236,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       critical: r.critical,
       timeout: r.timeout ?? d.timeout,
       bodyTimeout: r.bodyTimeout ?? d.bodyTimeout,
+      requestTimeout: r.requestTimeout ?? d.requestTimeout,
       retry,
       breaker,
       concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },
@@ -264,6 +271,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
     reload: raw.reload,
     events: raw.events,
     flapping: raw.flapping,
+    http: raw.http,
     upstreams: raw.upstreams,
     defaults: d,
     routes,

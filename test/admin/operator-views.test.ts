@@ -256,3 +256,15 @@ describe('reload and drain events', () => {
     expect(px.logs.filter((l) => l.event === 'drain_started')).toHaveLength(1);
   });
 });
+
+describe('response_truncated', () => {
+  it('is raised when the upstream breaks off mid-body', async () => {
+    const { resetMidBody } = await import('../helpers/upstream.js');
+    const up = track(await startUpstream(resetMidBody));
+    const px = track(await startProxy(oneRoute(up.url, { retry: { attempts: 0 } })));
+    await req(px.url, { path: '/' }).catch(() => undefined);
+    const ev = await until('response_truncated', async () => px.app.metrics.events.list().find((e) => e.kind === 'response_truncated'));
+    expect(ev).toMatchObject({ severity: 'error', route: 'r1' });
+    expect(await metricValue(px.metricsUrl, 'outrigger_events_total', { kind: 'response_truncated', severity: 'error' })).toBe(1);
+  });
+});
