@@ -135,6 +135,7 @@ function run(state: ProxyState, ex: Exchange): void {
       } catch (err) {
         // A throw while sending (say, an invalid upstream header value): log it, cut the response.
         state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'failed to send the response');
+        ex.route.metrics.internalError('failed to send the response');
         ex.res.destroy();
       }
     },
@@ -148,6 +149,7 @@ function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   if (err instanceof ProxyError) pe = err;
   else {
     state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'unexpected error in the policy stack');
+    ex.route.metrics.internalError('unexpected error in the policy stack');
     pe = new ProxyError('OUTRIGGER_INTERNAL');
   }
   ex.errorCode = pe.code;
