@@ -6,10 +6,14 @@
 // `collect` hook). prom-client hashes and validates the labels on every inc/observe, even
 // on a child; measured with callgrind, that was the largest cost on the request path after
 // node's own HTTP work. Rarer series (retries, fallbacks, timeouts) use children directly.
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../policies/outcome.js';
 import { BREAKER_STATES, type BreakerState } from '../policies/breaker.js';
 import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js';
+
+// Read once at module load; the path is the same from src/admin and dist/admin.
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export const UNMATCHED_ROUTE = '_unmatched';
 const DURATION_NAME = 'outrigger_request_duration_seconds';
@@ -140,6 +144,22 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly buildInfo = new Gauge({
+    name: 'outrigger_build_info',
+    help: 'Always 1; the labels say which Outrigger version runs on which Node.js.',
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly lastReloadSuccess = new Gauge({
+    name: 'outrigger_config_last_reload_success',
+    help: '1 if the last config load (start-up or reload) succeeded, 0 if it was rejected.',
+    registers: [this.registry],
+  });
+  readonly lastReloadTimestamp = new Gauge({
+    name: 'outrigger_config_last_reload_timestamp_seconds',
+    help: 'Unix time of the last config load attempt (start-up or reload), successful or not.',
+    registers: [this.registry],
+  });
 
   constructor(withDefaults = true) {
     // The duration histogram is kept by RouteMetrics; prom-client's instance is only the
@@ -149,6 +169,14 @@ export class Metrics {
     if (withDefaults) collectDefaultMetrics({ register: this.registry });
     this.reloads.labels('success').inc(0);
     this.reloads.labels('rejected').inc(0);
+    this.buildInfo.labels(PACKAGE_VERSION, process.version).set(1);
+    this.configLoaded(true);
+  }
+
+  /** A config load attempt ended: start-up, or a reload that was applied, unchanged, or rejected. */
+  configLoaded(ok: boolean): void {
+    this.lastReloadSuccess.set(ok ? 1 : 0);
+    this.lastReloadTimestamp.set(Date.now() / 1000);
   }
 
   forRoute(route: string, upstream: string | null): RouteMetrics {
