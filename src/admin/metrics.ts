@@ -15,6 +15,8 @@ import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js'
 // Read once at module load; the path is the same from src/admin and dist/admin.
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
+const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export const UNMATCHED_ROUTE = '_unmatched';
 const DURATION_NAME = 'outrigger_request_duration_seconds';
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -166,7 +168,12 @@ export class Metrics {
     // declaration (name, help, labels, buckets) and is replaced in the registry by a view.
     this.registry.removeSingleMetric(DURATION_NAME);
     this.registry.registerMetric(new DurationView(this.duration, () => this.routes.values()) as unknown as Histogram<string>);
-    if (withDefaults) collectDefaultMetrics({ register: this.registry });
+    if (withDefaults) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges whose names end in _total fail `promtool check metrics`; the same counts stay
+      // available by type as nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
+      for (const name of PROMTOOL_REJECTED_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
     this.reloads.labels('success').inc(0);
     this.reloads.labels('rejected').inc(0);
     this.buildInfo.labels(PACKAGE_VERSION, process.version).set(1);
