@@ -1,13 +1,17 @@
 // Wires the pieces into a running proxy: three listeners, the runtime built from the
 // config, reload and drain. main.ts is the CLI around this; tests start it in-process.
-import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminHandler, createMetricsHandler, type AdminState } from './admin/server.js';
+import { Operations } from './admin/ops.js';
 import { createLogger, effectiveLevel, type Logger } from './log.js';
-import { createProxyHandler, type ProxyState } from './proxy/http.js';
+import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
+import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
 import { parseListen } from './util/units.js';
 import { WebSocketProxy } from './proxy/websocket.js';
@@ -71,6 +75,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     onIdle: null,
   };
 
+  const ops = new Operations(metrics, () => state.runtime, () => state.draining);
+  metrics.events.configure(cfg.events);
+  metrics.events.logTo((level, fields, msg) => log[level](fields, msg));
+
   let watcher: ConfigWatcher | null = null;
   const watch = (pollInterval: number, hash: string) => new ConfigWatcher(opts.configPath, pollInterval, () => void admin.reload(), log, hash);
   let reloading: Promise<string[]> | null = null;
@@ -80,6 +88,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     token: env.OUTRIGGER_ADMIN_TOKEN || undefined,
     lastReloadError: null,
     reload: () => (reloading ??= doReload().finally(() => (reloading = null))),
+    ops,
   };
 
   async function doReload(): Promise<string[]> {
@@ -91,9 +100,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       watcher?.acknowledge(err instanceof ConfigError ? (err.hash ?? null) : null);
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
-      metrics.reloads.labels('rejected').inc();
+      metrics.reloads.labels('failure').inc();
       metrics.configLoaded(false);
-      log.error({ path: opts.configPath, problems }, 'config reload rejected; still serving the previous config');
+      log.error({ path: opts.configPath, problems, event: 'config_reload_failed', severity: 'error' }, 'config reload rejected; still serving the previous config');
+      ops.reloaded(problems);
       return problems;
     }
     watcher?.acknowledge(next.hash);
@@ -117,26 +127,53 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     }
     const rt = Runtime.build(next, metrics, log, prev);
     state.runtime = rt;
+    metrics.events.configure(next.config.events);
+    ops.start();
     admin.lastReloadError = null;
     metrics.reloads.labels('success').inc();
     metrics.configLoaded(true);
     log.info(
-      { path: opts.configPath, hash: next.hash, routes: rt.routes.length, ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
+      { path: opts.configPath, hash: next.hash, routes: rt.routes.length, event: 'config_reload_succeeded', severity: 'info', ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
     );
+    ops.reloaded([]);
     prev.retire(rt).catch((err: unknown) => log.error({ err }, 'closing the pools of removed upstreams failed'));
     return [];
   }
 
-  const proxyServer = createServer({ keepAliveTimeout: 5000 }, createProxyHandler(state));
+  const edge = cfg.http;
+  // maxHeaderSize is Node's own limit on the header block (431 from clientError below).
+  // maxHeadersCount 0: Node never drops header lines past its default 2,000; the handler
+  // counts them against http.maxHeaders and refuses with 431, instead of forwarding a
+  // request rebuilt from a truncated set.
+  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes }, createProxyHandler(state));
+  proxyServer.maxHeadersCount = 0;
   const ws = new WebSocketProxy(state, metrics);
   proxyServer.on('upgrade', ws.handleUpgrade);
+  // Without a 'connect' listener Node closes a CONNECT's socket without a word.
+  proxyServer.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    const e = errorResponse(new ProxyError('OUTRIGGER_METHOD_NOT_ALLOWED', CONNECT_REFUSED), null, 0, randomUUID());
+    socket.on('error', () => socket.destroy());
+    socket.end(rawResponse(e.status, 'Method Not Allowed', [...e.headers, 'connection', 'close'], e.body));
+  });
   const adminServer = createServer(createAdminHandler(admin));
   const metricsServer = createServer(createMetricsHandler(metrics));
   // Client-side socket errors (resets, bad requests) are the client's business, not a crash.
-  proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
+  // A raw answer only goes on a socket with no response in flight (as Node's own default
+  // handler does): written into a response being sent, it would corrupt its framing.
+  proxyServer.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const pending = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+    const inFlight = pending !== undefined && pending !== null;
+    if (!socket.writable || inFlight || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      const e = errorResponse(new ProxyError('OUTRIGGER_HEADERS_TOO_LARGE', `the request header block is larger than http.maxHeaderBytes (${edge.maxHeaderBytes})`), null, 0, randomUUID());
+      socket.end(rawResponse(431, 'Request Header Fields Too Large', [...e.headers, 'connection', 'close'], e.body));
+      return;
+    }
+    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   });
 
   let proxyAddr: AddressInfo;
@@ -151,6 +188,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     throw err;
   }
   admin.ready = true;
+  ops.start();
 
   if (opts.watch !== false) watcher = watch(cfg.reload.pollInterval, loaded.hash);
 
@@ -172,6 +210,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   async function shutdown(): Promise<void> {
     if (closed) return;
     closed = true;
+    ops.stop();
     watcher?.close();
     watcher = null;
     await ws.closeAll(1001, 'proxy shutting down', 200);
@@ -191,8 +230,9 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     async drain() {
       if (state.draining) return;
       state.draining = true;
+      metrics.events.emit('drain_started', 'info', {}, 'draining: readiness is off; in-flight work is finishing', false);
       const { delay, timeout } = state.runtime.config.drain;
-      log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size }, 'draining: readiness is off');
+      log.info({ delayMs: delay, timeoutMs: timeout, inflight: state.inflight, websockets: ws.size, event: 'drain_started', severity: 'info' }, 'draining: readiness is off');
       await sleep(delay);
       watcher?.close();
       watcher = null;
@@ -208,6 +248,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       await Promise.all([closeServer(adminServer), closeServer(metricsServer)]);
       await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));
       closed = true;
+      ops.stop();
       log.info('drained');
     },
     close: shutdown,
@@ -229,4 +270,11 @@ function waitIdle(state: ProxyState, timeout: number): Promise<void> {
     }
     state.onIdle = done;
   });
+}
+
+/** A whole response written straight to a socket, for answers made outside a ServerResponse. */
+function rawResponse(status: number, reason: string, headers: string[], body: Buffer): Buffer {
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]);
 }

@@ -9,6 +9,13 @@ export const ERROR_CODES = {
   OUTRIGGER_OVERLOADED: { status: 503, message: 'too many requests in flight on this route' },
   OUTRIGGER_BAD_REQUEST: { status: 400, message: 'the request cannot be proxied' },
   OUTRIGGER_INTERNAL: { status: 500, message: 'the proxy failed unexpectedly; see its error log' },
+  OUTRIGGER_UPSTREAM_RESET: { status: 502, message: 'the upstream broke off its response before any of it reached the client' },
+  OUTRIGGER_REQUEST_TIMEOUT: { status: 408, message: 'the client did not send the whole request within requestTimeout' },
+  OUTRIGGER_HEADERS_TOO_LARGE: { status: 431, message: 'the request has too many header lines or too large a header block' },
+  OUTRIGGER_TARGET_TOO_LONG: { status: 414, message: 'the request target is longer than http.maxTargetBytes' },
+  OUTRIGGER_LOOP_DETECTED: { status: 508, message: 'the request has already passed through this proxy (Via)' },
+  OUTRIGGER_METHOD_NOT_ALLOWED: { status: 405, message: 'the method is not supported by this proxy' },
+  OUTRIGGER_REDIRECT: { status: 307, message: 'the request target has escaped slashes; follow the location header to the unescaped path' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -35,6 +42,8 @@ export class ProxyError extends ControlFlowError {
     message?: string,
     /** Seconds for a `retry-after` header (breaker-open). */
     readonly retryAfter?: number,
+    /** A `location` header (OUTRIGGER_REDIRECT). */
+    readonly location?: string,
   ) {
     super(message ?? ERROR_CODES[code].message);
     this.name = 'ProxyError';
@@ -61,5 +70,7 @@ export function errorResponse(err: ProxyError, route: string | null, attempts: n
   ];
   if (attempts > 0) headers.push('x-outrigger-attempts', String(attempts));
   if (err.retryAfter !== undefined) headers.push('retry-after', String(err.retryAfter));
+  if (err.location !== undefined) headers.push('location', err.location);
+  if (err.code === 'OUTRIGGER_METHOD_NOT_ALLOWED') headers.push('allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE');
   return { status: err.status, headers, body };
 }

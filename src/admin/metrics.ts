@@ -11,6 +11,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../policies/outcome.js';
 import { BREAKER_STATES, type BreakerState } from '../policies/breaker.js';
 import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js';
+import { EVENT_KINDS, EventLog, type EventKind, type Severity } from '../events/event-log.js';
+import { RouteWindow } from './window.js';
 
 // Read once at module load; the path is the same from src/admin and dist/admin.
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -29,6 +31,8 @@ export type RetryReason = (typeof RETRY_REASONS)[number];
 export const TIMEOUT_KINDS = ['per_try', 'total', 'body'] as const;
 export type TimeoutMetricKind = (typeof TIMEOUT_KINDS)[number];
 
+const FALLBACK_INDEX = Object.fromEntries(FALLBACK_ON.map((t, i) => [t, i])) as Record<FallbackOn, number>;
+export { DURATION_BUCKETS };
 const METHOD_INDEX = new Map<string, number>(HTTP_METHODS.map((m, i) => [m, i]));
 const METHOD_LABELS: string[] = [...HTTP_METHODS, OTHER_METHOD];
 
@@ -111,6 +115,12 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly truncated = new Counter({
+    name: 'outrigger_responses_truncated_total',
+    help: 'Responses cut off mid-body because the upstream broke off; the client connection was cut so the truncation is visible.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'outrigger_inflight_requests',
     help: 'Requests in flight, by route.',
@@ -140,6 +150,22 @@ export class Metrics {
     labelNames: ['route', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly eventsTotal = new Counter({
+    name: 'outrigger_events_total',
+    help: 'Operator events (GET /events), by kind and severity; merged repeats count too.',
+    labelNames: ['kind', 'severity'] as const,
+    registers: [this.registry],
+  });
+  readonly breakerFlapping = new Gauge({
+    name: 'outrigger_breaker_flapping',
+    help: 'Whether the breaker is flapping (1) or not (0), by percent state change over its last 21 samples.',
+    labelNames: ['breaker'] as const,
+    registers: [this.registry],
+  });
+  /** Operator events; the proxy's logger is attached by app.ts. */
+  readonly events = new EventLog();
+  /** The BreakerMetrics of each breaker name, the newest one when a breaker was rebuilt. */
+  readonly breakerStats = new Map<string, BreakerMetrics>();
   readonly reloads = new Counter({
     name: 'outrigger_config_reloads_total',
     help: 'Config reloads, by result.',
@@ -175,7 +201,14 @@ export class Metrics {
       for (const name of PROMTOOL_REJECTED_DEFAULTS) this.registry.removeSingleMetric(name);
     }
     this.reloads.labels('success').inc(0);
-    this.reloads.labels('rejected').inc(0);
+    this.reloads.labels('failure').inc(0);
+    // Children resolved once: counting an event is then a property lookup, not label hashing.
+    const eventChildren = {} as Record<EventKind, Partial<Record<Severity, CounterChild>>>;
+    for (const [kind, sevs] of Object.entries(EVENT_KINDS) as Array<[EventKind, readonly Severity[]]>) {
+      const bySev: Partial<Record<Severity, CounterChild>> = (eventChildren[kind] = {});
+      for (const sev of sevs) (bySev[sev] = this.eventsTotal.labels(kind, sev)).inc(0);
+    }
+    this.events.countWith((kind, sev) => eventChildren[kind][sev]?.inc());
     this.buildInfo.labels(PACKAGE_VERSION, process.version).set(1);
     this.configLoaded(true);
   }
@@ -194,7 +227,9 @@ export class Metrics {
   }
 
   forBreaker(name: string): BreakerMetrics {
-    return new BreakerMetrics(this, name);
+    const bm = new BreakerMetrics(this, name);
+    this.breakerStats.set(name, bm);
+    return bm;
   }
 }
 
@@ -250,11 +285,18 @@ class DurationView {
 export class RouteMetrics {
   /** Requests in flight now (outrigger_inflight_requests). */
   inflight = 0;
-  readonly budgetExhausted: CounterChild;
+  /** Per-second buckets over five minutes, for /stats and health levels. */
+  readonly window = new RouteWindow(DURATION_BUCKETS, FALLBACK_ON.length);
+  /** Counts outrigger_retry_budget_exhausted_total, the window and the event. */
+  readonly budgetExhausted: { inc(): void };
   readonly overload: CounterChild;
+  /** outrigger_responses_truncated_total{route}, and the response_truncated event. */
+  readonly truncated: { inc(): void };
   private readonly retries: Record<RetryReason, CounterChild>;
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
+  private readonly events: EventLog;
+  private readonly unavailableMessage: string;
   /** Counts by [methodIndex] then status code: codes are an open set we only learn by seeing them. */
   private readonly requests: Array<Map<number, number>>;
   /** Counts by ATTEMPT_OUTCOMES index; null for the unmatched pseudo-route (no upstream). */
@@ -269,21 +311,39 @@ export class RouteMetrics {
     readonly route: string,
     readonly upstream: string | null,
   ) {
-    this.budgetExhausted = m.budgetExhausted.labels(route);
+    const exhausted = m.budgetExhausted.labels(route);
+    const events = m.events;
+    this.events = events;
+    this.unavailableMessage = `cannot connect to upstream ${upstream ?? ''}`.trimEnd();
+    this.budgetExhausted = {
+      inc: () => {
+        exhausted.inc();
+        this.window.exhausted();
+        events.emit('retry_budget_exhausted', 'warning', { route }, 'retry refused: the route retry budget is spent');
+      },
+    };
     this.overload = m.overload.labels(route);
+    const truncated = m.truncated.labels(route);
+    this.truncated = {
+      inc: () => {
+        truncated.inc();
+        this.responseTruncated();
+      },
+    };
     this.retries = byKey(RETRY_REASONS, (r) => m.retries.labels(route, r));
     this.fallbacks = byKey(FALLBACK_ON, (t) => m.fallbacks.labels(route, t));
     this.timeouts = byKey(TIMEOUT_KINDS, (k) => m.timeouts.labels(route, k));
     this.requests = METHOD_LABELS.map(() => new Map());
     this.attempts = upstream === null ? null : new Float64Array(ATTEMPT_OUTCOMES.length);
     // Zero series from the start, so rate() and absent() work before the first event.
-    for (const c of [this.budgetExhausted, this.overload, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    for (const c of [exhausted, this.overload, truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
   request(method: string, code: number): void {
     const idx = METHOD_INDEX.get(method) ?? METHOD_LABELS.length - 1;
     const byCode = this.requests[idx] as Map<number, number>;
     byCode.set(code, (byCode.get(code) ?? 0) + 1);
+    this.window.request(code);
   }
 
   observeDuration(seconds: number): void {
@@ -291,12 +351,14 @@ export class RouteMetrics {
     let i = 0;
     while (i < b.length && seconds > (b[i] as number)) i++;
     this.durationCounts[i]! += 1;
+    this.window.latencyBucket(i);
     this.durationSum += seconds;
     this.durationCount += 1;
   }
 
   attempt(outcome: AttemptOutcome): void {
     if (this.attempts !== null) this.attempts[OUTCOME_INDEX[outcome]]! += 1;
+    if (outcome === 'connect_failure') this.events.emit('upstream_unavailable', 'error', { route: this.route }, this.unavailableMessage);
   }
 
   /** @internal scrape-time export */
@@ -314,27 +376,61 @@ export class RouteMetrics {
 
   retry(reason: RetryReason): void {
     this.retries[reason].inc();
+    this.window.retry();
   }
 
   fallback(trigger: FallbackOn): void {
     this.fallbacks[trigger].inc();
+    this.window.fallback(FALLBACK_INDEX[trigger]);
+  }
+
+  /** A response cut mid-body (the upstream broke off, or the body timed out): one event. */
+  responseTruncated(): void {
+    this.events.emit('response_truncated', 'error', { route: this.route }, 'the response was cut mid-body');
+  }
+
+  /** An unexpected error that became OUTRIGGER_INTERNAL: one critical event. */
+  internalError(message: string): void {
+    this.events.emit('internal_error', 'critical', { route: this.route }, message);
   }
 
   timeout(kind: TimeoutMetricKind): void {
     this.timeouts[kind].inc();
+    if (kind === 'total') this.events.emit('deadline_exceeded', 'warning', { route: this.route }, 'the route deadline passed before the response');
   }
 }
+
+const TRANSITION_EVENT: Record<BreakerState, [EventKind, Severity, string]> = {
+  open: ['breaker_opened', 'error', 'breaker opened'],
+  'half-open': ['breaker_half_opened', 'info', 'breaker half-open: sending a probe'],
+  closed: ['breaker_closed', 'info', 'breaker closed'],
+  isolated: ['breaker_isolated', 'warning', 'breaker isolated: held open until reset'],
+};
 
 export class BreakerMetrics {
   private readonly states: Record<BreakerState, GaugeChild>;
   private readonly transitions: Record<BreakerState, CounterChild>;
   readonly rejections: CounterChild;
+  readonly flapping: GaugeChild;
+  /** State changes seen, for flap sampling. */
+  transitionCount = 0;
+  /** Half-open probes that failed in a row (reset when the breaker closes). */
+  failedProbesInARow = 0;
+  /** The last states entered, oldest first (at most 32), for the flap pattern. */
+  readonly entered: BreakerState[] = [];
+  last: { from: BreakerState; to: BreakerState; at: Date } | null = null;
+  private current: BreakerState = 'closed';
 
-  constructor(m: Metrics, name: string) {
+  constructor(
+    private readonly m: Metrics,
+    readonly name: string,
+  ) {
     this.states = byKey(BREAKER_STATES, (s) => m.breakerState.labels(name, s));
     this.transitions = byKey(BREAKER_STATES, (s) => m.breakerTransitions.labels(name, s));
     this.rejections = m.breakerRejections.labels(name);
     this.rejections.inc(0);
+    this.flapping = m.breakerFlapping.labels(name);
+    this.flapping.set(0);
     this.setState('closed');
   }
 
@@ -345,6 +441,16 @@ export class BreakerMetrics {
   transition(to: BreakerState): void {
     this.transitions[to].inc();
     this.setState(to);
+    const from = this.current;
+    this.current = to;
+    this.transitionCount++;
+    if (from === 'half-open' && to === 'open') this.failedProbesInARow++;
+    else if (to === 'closed') this.failedProbesInARow = 0;
+    this.entered.push(to);
+    if (this.entered.length > 32) this.entered.shift();
+    this.last = { from, to, at: new Date() };
+    const [kind, severity, message] = TRANSITION_EVENT[to];
+    this.m.events.emit(kind, severity, { breaker: this.name }, `${message} (was ${from})`);
   }
 }
 

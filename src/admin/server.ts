@@ -6,6 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metrics } from './metrics.js';
 import type { ProxyState } from '../proxy/http.js';
 import type { BreakerSnapshot } from '../policies/breaker.js';
+import { parseSeverity, type Operations } from './ops.js';
+import { serveStatusPage } from './status-page.js';
 
 export interface AdminState {
   proxy: ProxyState;
@@ -14,6 +16,8 @@ export interface AdminState {
   lastReloadError: { at: string; problems: string[] } | null;
   /** Re-reads the config file; resolves with the problems (empty on success). */
   reload: () => Promise<string[]>;
+  /** Operator views (/stats, /events, the status page, health levels, flapping). */
+  ops?: Operations;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
@@ -57,16 +61,38 @@ export function healthDocument(state: AdminState): unknown {
       ...(state.lastReloadError ? { lastReloadError: state.lastReloadError } : {}),
     },
     draining: state.proxy.draining,
+    ...(state.ops ? state.ops.health() : {}),
   };
+}
+
+function eventsDocument(state: AdminState, res: ServerResponse, query: string): void {
+  const q = new URLSearchParams(query);
+  const severity = parseSeverity(q.get('severity'));
+  if (severity === undefined) return json(res, 400, { error: { code: 'BAD_REQUEST', message: 'severity must be one of info, warning, error, critical' } });
+  const rawSince = q.get('since');
+  let since: number | null = null;
+  if (rawSince !== null && rawSince !== '') {
+    since = /^\d+$/.test(rawSince) ? Number(rawSince) : Date.parse(rawSince);
+    if (!Number.isFinite(since)) return json(res, 400, { error: { code: 'BAD_REQUEST', message: 'since must be an ISO 8601 time or milliseconds since the epoch' } });
+  }
+  const events = state.ops ? state.ops.events.query(since, severity) : [];
+  return json(res, 200, { events });
 }
 
 export function createAdminHandler(state: AdminState): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     req.resume();
-    const path = (req.url ?? '/').split('?')[0] as string;
+    const [path, query = ''] = (req.url ?? '/').split('?') as [string, string?];
     const method = req.method ?? 'GET';
     if (method === 'GET' || method === 'HEAD') {
       switch (path) {
+        case '/':
+          return serveStatusPage(res, method === 'HEAD');
+        case '/stats':
+          if (state.ops) return json(res, 200, { ...state.ops.stats(), adminToken: Boolean(state.token) });
+          break;
+        case '/events':
+          return eventsDocument(state, res, query);
         case '/livez':
         case '/healthz':
           return json(res, 200, { status: 'alive' });
@@ -111,6 +137,7 @@ export function createAdminHandler(state: AdminState): (req: IncomingMessage, re
     if (action === 'isolate') breaker.isolate();
     else breaker.reset();
     state.proxy.log.warn({ breaker: name, action }, `breaker ${action} by admin`);
+    if (action === 'reset') state.ops?.events.emit('breaker_reset', 'info', { breaker: name }, 'breaker reset by admin');
     return json(res, 200, breaker.snapshot());
   };
 }

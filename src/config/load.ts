@@ -35,12 +35,14 @@ export interface EffectiveRoute {
   critical: boolean;
   timeout: number;
   bodyTimeout: number;
+  requestTimeout: number;
   retry: Defaults['retry'];
   breaker: EffectiveBreaker;
   concurrency: Defaults['concurrency'];
   fallback?: EffectiveFallback;
   websocket: Defaults['websocket'];
   upgrades: string[];
+  health: Defaults['health'];
 }
 
 export interface EffectiveConfig {
@@ -50,6 +52,9 @@ export interface EffectiveConfig {
   log: RawConfig['log'];
   drain: RawConfig['drain'];
   reload: RawConfig['reload'];
+  events: RawConfig['events'];
+  flapping: RawConfig['flapping'];
+  http: RawConfig['http'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
   routes: EffectiveRoute[];
@@ -92,6 +97,9 @@ export function loadConfigFile(path: string): LoadedConfig {
 
 export function loadConfigText(text: string, path: string): LoadedConfig {
   const hash = createHash('sha256').update(text).digest('hex');
+  // An empty file is far more often a truncate-then-write caught half way, or a blank
+  // ConfigMap, than a wish for no routes: refuse it (`routes: []` says that explicitly).
+  if (text.trim() === '') throw new ConfigError(path, ['the config file is empty'], hash);
   let doc: unknown;
   try {
     doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
@@ -103,7 +111,8 @@ export function loadConfigText(text: string, path: string): LoadedConfig {
     }
     throw new ConfigError(path, [`syntax error: ${(err as Error).message}`], hash);
   }
-  if (doc === null || doc === undefined) doc = {};
+  if (doc === null || doc === undefined) throw new ConfigError(path, ['the config file is empty (it holds only comments)'], hash);
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(path, [`the top level must be a mapping, got ${Array.isArray(doc) ? 'a list' : `a ${typeof doc}`}`], hash);
   const parsed = configSchema.safeParse(doc, { reportInput: true });
   if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue), hash);
   const problems: string[] = [];
@@ -175,6 +184,7 @@ function tripOf(b: { consecutiveFailures?: number | undefined; failureRate?: Eff
 
 function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): EffectiveConfig {
   checkListeners(raw, problems);
+  if (raw.flapping.low > raw.flapping.high) problems.push(`flapping.low: ${raw.flapping.low} is above flapping.high (${raw.flapping.high})`);
   for (const [name, up] of Object.entries(raw.upstreams)) {
     up.endpoints.forEach((ep, i) => {
       const problem = endpointProblem(ep);
@@ -226,15 +236,20 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       critical: r.critical,
       timeout: r.timeout ?? d.timeout,
       bodyTimeout: r.bodyTimeout ?? d.bodyTimeout,
+      requestTimeout: r.requestTimeout ?? d.requestTimeout,
       retry,
       breaker,
       concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },
       websocket: { ...d.websocket, ...stripUndefined(r.websocket ?? {}) },
       upgrades: r.upgrades ?? d.upgrades,
+      health: { errorRatio: { ...d.health.errorRatio, ...stripUndefined(r.health?.errorRatio ?? {}) } },
     };
     const fallback = r.fallback ? resolveFallback(r.fallback, `${at}.fallback`, baseDir, problems) : defaultFallback;
     if (fallback) route.fallback = fallback;
     checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems);
+    if (route.health.errorRatio.warning > route.health.errorRatio.critical) {
+      problems.push(`${at}.health.errorRatio: warning (${route.health.errorRatio.warning}) is above critical (${route.health.errorRatio.critical})`);
+    }
 
     if (breaker.enabled) {
       const { name: _n, ...settings } = breaker;
@@ -254,6 +269,9 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
     log: raw.log,
     drain: raw.drain,
     reload: raw.reload,
+    events: raw.events,
+    flapping: raw.flapping,
+    http: raw.http,
     upstreams: raw.upstreams,
     defaults: d,
     routes,

@@ -176,28 +176,42 @@ const websocketShape = {
 };
 const websocketDefaults = { handshakeTimeout: 5000, idleTimeout: 0, maxLifetime: 0, maxConnections: 10_000, ping: 0 };
 
+// Health thresholds: a route's error ratio over a rolling window (at most the 5 minutes the
+// stats ring keeps) sets its level in /health and on the status page; never liveness.
+const errorRatioShape = {
+  warning: z.number().min(0).max(1),
+  critical: z.number().min(0).max(1),
+  window: duration.refine((ms) => ms >= 1000 && ms <= 300_000, { error: 'expected a window between 1s and 5m' }),
+  minRequests: z.number().int().min(1),
+};
+const errorRatioDefaults = { warning: 0.05, critical: 0.25, window: 60_000, minRequests: 20 };
+
 const upgradeToken = z.string().regex(/^[A-Za-z0-9._-]+$/).transform((s) => s.toLowerCase());
 
 export const defaultsSchema = z.strictObject({
   timeout: duration.default(15_000).meta({ description: 'Deadline from request start to response headers, retries and backoff included; 0 = none.' }),
   bodyTimeout: duration.default(30_000).meta({ description: 'Longest idle gap while streaming the response body; 0 = none.' }),
+  requestTimeout: duration.default(60_000).meta({ description: 'Longest time to receive the whole request body from the client (408 after it); 0 = none. `timeout` starts when it ends.' }),
   retry: retryFull.prefault({}),
   breaker: breakerFull.prefault({}),
   concurrency: defaulted(concurrencyShape, concurrencyDefaults).prefault({}),
   fallback: fallbackSchema.optional(),
   websocket: defaulted(websocketShape, websocketDefaults).prefault({}),
   upgrades: z.array(upgradeToken).default(['websocket']),
+  health: z.strictObject({ errorRatio: defaulted(errorRatioShape, errorRatioDefaults).prefault({}) }).prefault({}),
 });
 
 const routePolicies = {
   timeout: duration.optional(),
   bodyTimeout: duration.optional(),
+  requestTimeout: duration.optional(),
   retry: retryPartial.optional(),
   breaker: breakerPartial.optional(),
   concurrency: optional(concurrencyShape).optional(),
   fallback: fallbackSchema.optional(),
   websocket: optional(websocketShape).optional(),
   upgrades: z.array(upgradeToken).optional(),
+  health: z.strictObject({ errorRatio: optional(errorRatioShape).optional() }).optional(),
 };
 
 const headerMatch = z.union(
@@ -237,6 +251,23 @@ export const upstreamSchema = z.strictObject({
   keepAliveTimeout: duration.default(4000),
 });
 
+export const ESCAPED_SLASHES = ['keep', 'reject', 'unescape', 'redirect'] as const;
+
+// The HTTP/1.1 edge: how request targets are normalized before routing and the limits on
+// what a client may send. The limits are read when the listener starts (a reload that
+// changes them logs that a restart is needed); the path options apply on reload.
+export const httpSchema = z
+  .strictObject({
+    normalizePath: z.boolean().default(true).meta({ description: 'RFC 3986 normalization of the path before routing: dot segments removed (also percent-encoded ones), unreserved characters decoded, other percent-encodings upper-cased.' }),
+    mergeSlashes: z.boolean().default(true).meta({ description: 'Merge runs of "/" in the path into one.' }),
+    escapedSlashes: z.enum(ESCAPED_SLASHES).default('reject').meta({ description: 'What to do with %2F and %5C in the path: keep, reject (400), unescape, or redirect (307) to the unescaped path.' }),
+    maxHeaderBytes: size.refine((b) => b >= 1024, { error: 'expected at least 1KiB' }).default(16_384).meta({ description: 'Largest request header block (request line included); over it: 431 and the connection is closed.' }),
+    maxHeaders: z.number().int().min(1).max(10_000).default(100).meta({ description: 'Most header lines in a request; over it: 431 and the connection is closed.' }),
+    maxTargetBytes: size.refine((b) => b >= 16, { error: 'expected at least 16B' }).default(8192).meta({ description: 'Longest request target; over it: 414 and the connection is closed.' }),
+    via: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: 'expected a token such as "outrigger"' }).default('outrigger').meta({ description: 'Pseudonym in the Via header the proxy adds; a request whose Via already has it is refused with 508 (a loop).' }),
+  })
+  .meta({ description: 'The HTTP/1.1 edge: path normalization and request limits.' });
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const configSchema = z
@@ -257,6 +288,22 @@ export const configSchema = z
       .prefault({}),
     drain: z.strictObject({ delay: duration.default(5000), timeout: duration.default(25_000) }).prefault({}),
     reload: z.strictObject({ pollInterval: duration.default(5000) }).prefault({}),
+    events: z
+      .strictObject({
+        capacity: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Events kept in memory for /events and the status page.' }),
+        coalesce: duration.default(10_000).meta({ description: 'Repeats of one kind on one route within this time merge into one event with a count.' }),
+      })
+      .prefault({}),
+    flapping: z
+      .strictObject({
+        interval: duration.refine((ms) => ms >= 10, { error: 'expected an interval of at least 10ms' }).default(10_000).meta({ description: 'How often each breaker state is sampled; 21 samples make the history.' }),
+        high: z.number().min(0).max(100).default(30).meta({ description: 'Percent state change at or above which a breaker starts flapping.' }),
+        low: z.number().min(0).max(100).default(15).meta({ description: 'Percent state change at or below which a flapping breaker stops flapping.' }),
+        damp: z.boolean().default(false).meta({ description: 'Multiply halfOpenAfter by dampFactor while a breaker flaps.' }),
+        dampFactor: z.number().min(1).max(100).default(4),
+      })
+      .prefault({}),
+    http: httpSchema.prefault({}),
     upstreams: z.record(name, upstreamSchema).default({}),
     defaults: defaultsSchema.prefault({}),
     routes: z.array(routeSchema).default([]),
@@ -271,4 +318,5 @@ export type RetryOn = (typeof RETRY_ON)[number];
 export type FailOn = (typeof FAIL_ON)[number];
 export type FallbackOn = (typeof FALLBACK_ON)[number];
 export type Jitter = (typeof JITTER)[number];
+export type HttpConfig = z.output<typeof httpSchema>;
 export type FallbackConfig = z.output<typeof fallbackSchema>;

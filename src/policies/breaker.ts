@@ -54,8 +54,9 @@ class RecordingBackoff implements IBackoff<IHalfOpenAfterBackoffContext> {
     private readonly inner: IBackoff<IHalfOpenAfterBackoffContext>,
     private readonly owner: Breaker,
   ) {
-    this.duration = inner.duration;
-    owner.openForMs = inner.duration;
+    // Damping (flapping.damp) stretches each open time chosen while the breaker flaps.
+    this.duration = inner.duration * owner.dampFactor;
+    owner.openForMs = this.duration;
   }
   next(ctx: IHalfOpenAfterBackoffContext): IBackoff<IHalfOpenAfterBackoffContext> {
     return new RecordingBackoff(this.inner.next(ctx), this.owner);
@@ -82,6 +83,8 @@ export class Breaker {
   private consecutive: ConsecutiveBreaker | null = null;
   /** @internal set by RecordingBackoff */
   openForMs = 0;
+  /** Multiplies the open time; above 1 only while flapping with flapping.damp on. */
+  dampFactor = 1;
   private openedAt = 0;
   private isolation: IDisposable | null = null;
   private readonly failKinds: ReadonlySet<FailureKind>;

@@ -52,6 +52,12 @@ export class RetryBudget {
     return Math.max(0, Math.floor(Math.max(this.floor, this.settings.ratio * this.totalRequests) - this.totalRetries));
   }
 
+  /** Retries taken and allowed in the current window (for /stats). */
+  usage(): { used: number; allowed: number } {
+    this.rotate();
+    return { used: this.totalRetries, allowed: Math.max(this.floor, this.settings.ratio * this.totalRequests) };
+  }
+
   private rotate(): void {
     const e = Math.floor(this.now() / this.bucketMs);
     if (e === this.epoch) return;

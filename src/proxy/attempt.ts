@@ -4,7 +4,8 @@
 import type { Dispatcher } from 'undici';
 import type { Exchange, Reply } from './exchange.js';
 import { ClientGoneError } from './exchange.js';
-import { clientResponseHeaders, upstreamRequestHeaders, type ResponseHead } from './headers.js';
+import { clientResponseHeaders, headerPairs, upstreamRequestHeaders, withoutTrailer, type ResponseHead } from './headers.js';
+import { ProxyError, errorResponse } from '../errors.js';
 import { attemptBudget } from '../policies/timeout.js';
 import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../policies/outcome.js';
 
@@ -13,6 +14,19 @@ const HEADERS = 1;
 const STREAM = 2;
 const DISCARD = 3;
 const DONE = 4;
+
+/**
+ * undici errors that mean the request or the pool itself was refused (bad options, a
+ * closed or destroyed pool): a bug of ours, not the upstream's. They are not retried and
+ * not a breaker failure, and become OUTRIGGER_INTERNAL, logged (http.ts).
+ */
+const INTERNAL_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'UND_ERR_INVALID_RETURN_VALUE', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE']);
+
+/** Whether a failure before any socket was the request's or the pool's own fault. */
+export function isInternalDispatchError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? INTERNAL_CODES.has(code) : err instanceof TypeError || err instanceof RangeError;
+}
 
 /** A discarded response body up to this size is read off so the socket stays pooled. */
 const DRAIN_LIMIT = 64 * 1024;
@@ -33,6 +47,14 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private lateError: Error | null = null;
   /** The whole response arrived while paused at HEADERS (HEAD, 204, 304, an empty body). */
   private completeEarly = false;
+  /** Trailers of a response that completed while paused at HEADERS. */
+  private trailers: Array<Buffer | string> | null = null;
+  /**
+   * In STREAM, the head is not written until the first body byte or the end: an upstream
+   * that breaks off before either then gets a clean 502, not a client socket reset
+   * before any status (the client could not tell that from a proxy crash).
+   */
+  private headPending = false;
 
   constructor(
     private readonly ex: Exchange,
@@ -71,6 +93,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
             host: ex.authority,
             requestId: ex.requestId,
             upstreamHost: cfg.preserveHost ? ex.authority : null,
+            via: ex.via,
           })),
           body,
           bodyTimeout: cfg.bodyTimeout,
@@ -84,9 +107,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   // --- undici handler -------------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
+    // Abandoned while queued (per-try timeout, client gone, deadline): throwing here makes
+    // undici drop the request from its queue unsent. Its abort() would instead destroy
+    // the pooled socket and the body stream, which a retry may be sending.
+    if (this.phase === DONE) throw this.failure ?? new ClientGoneError();
     this.abortFn = abort;
     this.connected = true;
-    if (this.phase === DONE) abort(this.failure ?? new ClientGoneError());
   }
 
   onRequestSent(): void {
@@ -94,7 +120,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
-    if (status < 200) return true; // 1xx informational: not forwarded, wait for the final head
+    if (status < 200) {
+      // 1xx is never a failure: 103 Early Hints is forwarded while this is the live attempt
+      // (the client can act on it even if a retry answers), other 1xx are dropped.
+      if (status === 103 && this.phase === PENDING) this.earlyHints(raw);
+      return true;
+    }
     if (this.phase !== PENDING) return false;
     this.clearTimer();
     this.status = status;
@@ -110,6 +141,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.phase !== STREAM) return true;
+    if (this.headPending) this.writeHead();
     this.ex.bytesOut += chunk.length;
     const res = this.ex.res;
     const ok = res.write(chunk);
@@ -117,12 +149,16 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     return ok;
   }
 
-  onComplete(): void {
-    if (this.phase === STREAM) this.ex.res.end();
-    else if (this.phase === HEADERS) {
+  /** undici's types say string[]; the legacy handler API passes raw Buffers. Both are read. */
+  onComplete(trailers: Array<Buffer | string> | null): void {
+    if (this.phase === STREAM) {
+      if (this.headPending) this.writeHead();
+      this.end(trailers);
+    } else if (this.phase === HEADERS) {
       // No body to wait for: pausing at headers cannot hold back a message already parsed.
       // send() must end the client response itself, or it would hang forever.
       this.completeEarly = true;
+      this.trailers = trailers;
       return;
     }
     this.phase = DONE;
@@ -132,6 +168,10 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     switch (this.phase) {
       case PENDING: {
         this.clearTimer();
+        if (!this.connected && isInternalDispatchError(err)) {
+          this.settleFailure(err);
+          return;
+        }
         const failure = err instanceof AttemptError ? err : new AttemptError(classifyError(err, this.connected, this.sent), err);
         this.settleFailure(failure);
         return;
@@ -142,6 +182,10 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
       case STREAM:
         this.phase = DONE;
         if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') this.ex.route.metrics.timeout('body');
+        if (this.headPending) {
+          this.upstreamReset();
+          return;
+        }
         // An upstream that dies mid-body must not look like a complete response.
         this.ex.truncated = true;
         this.ex.res.destroy(err);
@@ -154,25 +198,23 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   // --- Reply ------------------------------------------------------------------------
 
   send(ex: Exchange): void {
-    const res = ex.res;
-    const headers = (this.head as ResponseHead).headers;
-    headers.push('x-outrigger-attempts', String(ex.attempts));
-    if (ex.closeConnection) headers.push('connection', 'close');
+    const head = this.head as ResponseHead;
+    head.headers.push('x-outrigger-attempts', String(ex.attempts));
+    if (ex.closeConnection) head.headers.push('connection', 'close');
     ex.status = this.status;
-    res.writeHead(this.status, headers);
     if (this.lateError) {
       this.phase = DONE;
-      // The upstream broke off, not the client: counted under the status sent, not as 499.
-      ex.truncated = true;
-      res.destroy(this.lateError);
+      this.upstreamReset();
       return;
     }
     if (this.completeEarly) {
       this.phase = DONE;
-      res.end();
+      this.writeHead();
+      this.end(this.trailers);
       return;
     }
     this.phase = STREAM;
+    this.headPending = true;
     this.resumeFn?.();
   }
 
@@ -193,6 +235,53 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   }
 
   // --- internals --------------------------------------------------------------------
+
+  private writeHead(): void {
+    this.headPending = false;
+    const head = this.head as ResponseHead;
+    const ex = this.ex;
+    // Node refuses a Trailer header on a response that cannot carry trailers.
+    const noBody = this.status === 204 || this.status === 304 || ex.method === 'HEAD';
+    const headers = head.trailer && (noBody || head.contentLength >= 0 || ex.req.httpVersionMinor === 0) ? withoutTrailer(head.headers) : head.headers;
+    ex.res.writeHead(this.status, headers);
+  }
+
+  /** Ends the client response, with the upstream's trailers (sent only on a chunked response). */
+  private end(trailers: Array<Buffer | string> | null): void {
+    const res = this.ex.res;
+    if (trailers !== null && trailers.length > 0 && res.chunkedEncoding) res.addTrailers(headerPairs(trailers));
+    res.end();
+  }
+
+  /** The upstream broke off before any byte of the response reached the client: a clean 502. */
+  private upstreamReset(): void {
+    const ex = this.ex;
+    const r = errorResponse(new ProxyError('OUTRIGGER_UPSTREAM_RESET'), ex.route.name, ex.attempts, ex.requestId);
+    // The upstream connection is gone; ours may be reused as the response is complete.
+    if (ex.closeConnection) r.headers.push('connection', 'close');
+    ex.status = r.status;
+    ex.errorCode = 'OUTRIGGER_UPSTREAM_RESET';
+    ex.res.writeHead(r.status, r.headers);
+    ex.res.end(ex.method === 'HEAD' ? undefined : r.body);
+  }
+
+  private earlyHints(raw: Buffer[]): void {
+    const res = this.ex.res;
+    if (res.headersSent || this.ex.clientGone) return;
+    const hints: Record<string, string | string[]> = {};
+    for (const [name, value] of headerPairs(raw)) {
+      const k = name.toLowerCase();
+      const prev = hints[k];
+      hints[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+    }
+    // Node sends a 103 only with a Link; a hint it cannot validate is dropped, not fatal.
+    if (hints.link === undefined) return;
+    try {
+      res.writeEarlyHints(hints);
+    } catch {
+      /* invalid hint values: the final response still follows */
+    }
+  }
 
   /** The client went away, or the exchange gave up on this attempt. */
   private readonly cancel = (err: Error): void => {

@@ -59,6 +59,10 @@ export class Exchange {
   /** Index into route.upstream.endpoints of the last attempt, -1 before the first. */
   endpoint = -1;
   upstreamPath = '/';
+  /** The normalized request path (no query), as routed and logged. */
+  path = '/';
+  /** The proxy's pseudonym for Via (http.via). */
+  via = 'outrigger';
   /** Host as the client sent it (Host header or absolute-form URL). */
   authority = '';
   /** Built on the first attempt, so a request refused before one never pays for it. */

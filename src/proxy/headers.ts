@@ -1,7 +1,10 @@
 // Header rewriting between client and upstream. Works on node's flat rawHeaders arrays
 // so that duplicates (set-cookie) and order survive, and nothing is decoded.
 
-/** RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. */
+/**
+ * RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. `Trailer` is not
+ * one (RFC 9110 6.6.2 lists the trailer fields the message will carry, end to end).
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -9,13 +12,12 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'te',
-  'trailer',
   'transfer-encoding',
   'upgrade',
 ]);
 
 /** Request headers the proxy sets itself (or undici refuses to forward). */
-const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
+const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect', 'via']);
 
 /** Adds the header names a Connection value lists (RFC 9110 7.6.1) to `into`, lower-cased. */
 function addConnectionTokens(value: string, into: Set<string> | null): Set<string> | null {
@@ -42,6 +44,8 @@ export interface ForwardInfo {
   requestId: string;
   /** Host header for the upstream. */
   upstreamHost: string | null;
+  /** The proxy's pseudonym in Via (http.via). */
+  via?: string;
 }
 
 /** Builds the upstream request headers from the client's raw headers. */
@@ -49,23 +53,33 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   const extra = connectionTokens(raw);
   const out: string[] = [];
   let xff = '';
+  let via = '';
+  // An ingress in front of the app knows the original scheme and host better than we do.
+  let proto: string | null = null;
+  let fwdHost: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     if (REQUEST_OWNED.has(lower)) {
-      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${raw[i + 1] as string}` : (raw[i + 1] as string);
+      const v = raw[i + 1] as string;
+      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${v}` : v;
+      else if (lower === 'via') via = via ? `${via}, ${v}` : v;
+      else if (lower === 'x-forwarded-proto') proto ??= v;
+      else if (lower === 'x-forwarded-host') fwdHost ??= v;
       continue;
     }
     out.push(name, raw[i + 1] as string);
   }
   // Without a host header undici sends the endpoint's own authority.
   if (info.upstreamHost !== null) out.push('host', info.upstreamHost);
+  const me = `1.1 ${info.via ?? 'outrigger'}`;
   out.push(
     'x-forwarded-for', xff ? `${xff}, ${info.clientAddress}` : info.clientAddress,
-    'x-forwarded-proto', 'http',
-    'x-forwarded-host', info.host,
+    'x-forwarded-proto', proto ?? 'http',
+    'x-forwarded-host', fwdHost ?? info.host,
     'x-request-id', info.requestId,
+    'via', via ? `${via}, ${me}` : me,
   );
   return out;
 }
@@ -90,6 +104,8 @@ export interface ResponseHead {
   headers: string[];
   contentLength: number;
   retryAfter: string | null;
+  /** The response declares trailers (a Trailer header). */
+  trailer: boolean;
 }
 
 /** Converts undici's raw response headers to a flat array for res.writeHead, minus hop-by-hop. */
@@ -104,15 +120,32 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
   const headers: string[] = [];
   let contentLength = -1;
   let retryAfter: string | null = null;
+  let trailer = false;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = names[i / 2] as string;
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     const value = (raw[i + 1] as Buffer).toString('latin1');
     if (lower === 'content-length') contentLength = Number(value);
     else if (lower === 'retry-after') retryAfter = value;
+    else if (lower === 'trailer') trailer = true;
     headers.push(lower, value);
   }
-  return { headers, contentLength, retryAfter };
+  return { headers, contentLength, retryAfter, trailer };
+}
+
+/** Response headers without `trailer`, for a response that cannot carry trailers (Node refuses the header there). */
+export function withoutTrailer(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] !== 'trailer') out.push(headers[i] as string, headers[i + 1] as string);
+  return out;
+}
+
+/** Raw header pairs (undici's Buffers) as [name, value] pairs: for trailers and interim heads. */
+export function headerPairs(raw: ReadonlyArray<Buffer | string>): Array<[string, string]> {
+  const str = (x: Buffer | string | undefined) => (typeof x === 'string' ? x : x === undefined ? '' : x.toString('latin1'));
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < raw.length; i += 2) out.push([str(raw[i]), str(raw[i + 1])]);
+  return out;
 }
 
 /** Retry-After in milliseconds from delta-seconds or an HTTP date; null when unparseable. */

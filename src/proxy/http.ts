@@ -8,7 +8,11 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Reply } from './exchange.js';
-import { parseTarget } from './router.js';
+import { resolveTarget, upstreamPathOf } from './router.js';
+import { AttemptError } from '../policies/outcome.js';
+
+/** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
+export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';
 
 export interface ProxyState {
   runtime: Runtime;
@@ -23,25 +27,26 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
   return function handle(req, res) {
     const rt = state.runtime;
     const method = req.method ?? 'GET';
-    const target = parseTarget(req.url ?? '/', req.headers.host);
     const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
-    if (target === null || method === 'CONNECT') {
-      const msg = method === 'CONNECT' ? 'CONNECT tunnels are not supported; send plain http:// requests' : 'the request target must be a path or an http:// URL';
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', msg), requestId);
+    if (method === 'CONNECT') {
+      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_METHOD_NOT_ALLOWED', CONNECT_REFUSED), requestId);
     }
+    if (method === 'OPTIONS' && req.url === '*') return optionsStar(state, rt.unmatched, req, res, requestId);
+    const target = resolveTarget(req, rt.config.http);
+    if (target instanceof ProxyError) return reject(state, rt.unmatched, req, res, method, target, requestId, target.status !== 307);
     const route = rt.router.match(method, target, req.headers);
     if (route === null) {
       return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId);
     }
+    const upstreamPath = upstreamPathOf(route, target);
+    if (upstreamPath === null) {
+      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target climbs out of the route\'s rewritePrefix'), requestId, true);
+    }
 
     const ex = new Exchange(req, res, route, method, requestId, state);
-    let path = target.path;
-    if (route.rewriteFrom !== null && route.rewriteTo !== null && path.startsWith(route.rewriteFrom)) {
-      const rest = path.slice(route.rewriteFrom.length);
-      path = route.rewriteTo.endsWith('/') && rest.startsWith('/') ? route.rewriteTo + rest.slice(1) : route.rewriteTo + rest;
-      if (path === '') path = '/';
-    }
-    ex.upstreamPath = path + target.query;
+    ex.upstreamPath = upstreamPath;
+    ex.path = target.path;
+    ex.via = rt.config.http.via;
     ex.authority = target.authority;
 
     state.inflight++;
@@ -57,7 +62,9 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       return run(state, ex);
     }
     const len = cl === undefined ? -1 : Number(cl);
-    if (!chunked && len > 0 && len <= route.config.retry.bufferBody && route.config.retry.attempts > 0) {
+    const buffered = !chunked && len > 0 && len <= route.config.retry.bufferBody && route.config.retry.attempts > 0;
+    watchUpload(state, ex, !buffered);
+    if (buffered) {
       // Small bodies are buffered so a retry can send them again.
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -70,6 +77,49 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     ex.body = req;
     run(state, ex);
   };
+}
+
+/**
+ * The upload and the route deadline on one timeline (README, Timeouts): `requestTimeout`
+ * bounds receiving the request body, and the route `timeout` starts only once the whole
+ * request has been received (Envoy's semantics), for buffered and streamed bodies alike.
+ * Only requests with a body pay for these timers.
+ */
+function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
+  const cfg = ex.route.config;
+  let upload: NodeJS.Timeout | null = null;
+  let deadline: NodeJS.Timeout | null = null;
+  ex.deadline = 0;
+  if (cfg.requestTimeout > 0) {
+    upload = setTimeout(() => {
+      upload = null;
+      if (ex.req.complete || ex.finished || ex.status !== 0) return;
+      const err = new ProxyError('OUTRIGGER_REQUEST_TIMEOUT', `the request body was not received within requestTimeout (${cfg.requestTimeout}ms)`);
+      // A streamed body is being sent by an attempt: cancelling it makes the stack fail with this error.
+      if (streamed && ex.cancel !== null) ex.cancel(err);
+      else fail(state, ex, err);
+    }, cfg.requestTimeout);
+  }
+  ex.req.once('end', () => {
+    if (upload !== null) clearTimeout(upload);
+    upload = null;
+    if (ex.finished || cfg.timeout <= 0) return;
+    ex.deadline = performance.now() + cfg.timeout;
+    // A buffered body starts its attempts now, and they read the deadline. A streamed one
+    // is already being sent by an attempt armed without it: this timer ends that wait.
+    if (streamed) {
+      deadline = setTimeout(() => {
+        deadline = null;
+        if (ex.finished || ex.status !== 0 || ex.cancel === null) return;
+        ex.route.metrics.timeout('total');
+        ex.cancel(new AttemptError('timeout', undefined, 'total'));
+      }, cfg.timeout);
+    }
+  });
+  ex.res.once('close', () => {
+    if (upload !== null) clearTimeout(upload);
+    if (deadline !== null) clearTimeout(deadline);
+  });
 }
 
 function run(state: ProxyState, ex: Exchange): void {
@@ -85,6 +135,7 @@ function run(state: ProxyState, ex: Exchange): void {
       } catch (err) {
         // A throw while sending (say, an invalid upstream header value): log it, cut the response.
         state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'failed to send the response');
+        ex.route.metrics.internalError('failed to send the response');
         ex.res.destroy();
       }
     },
@@ -98,11 +149,15 @@ function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   if (err instanceof ProxyError) pe = err;
   else {
     state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'unexpected error in the policy stack');
+    ex.route.metrics.internalError('unexpected error in the policy stack');
     pe = new ProxyError('OUTRIGGER_INTERNAL');
   }
   ex.errorCode = pe.code;
   const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId);
-  if (ex.closeConnection) r.headers.push('connection', 'close');
+  // After a 408 the rest of the body is still on the wire: the connection cannot be reused.
+  if (ex.closeConnection || pe.code === 'OUTRIGGER_REQUEST_TIMEOUT') r.headers.push('connection', 'close');
+  // Already answered (a 408 while the stack was still unwinding): nothing more to send.
+  if (ex.res.writableEnded) return;
   ex.status = r.status;
   if (ex.res.headersSent) {
     ex.res.destroy();
@@ -125,6 +180,7 @@ function finish(state: ProxyState, ex: Exchange): void {
   const code = clientGone ? 499 : ex.status;
   const m = ex.route.metrics;
   m.request(ex.method, code);
+  if (midBodyLoss) m.truncated.inc();
   const seconds = (performance.now() - ex.start) / 1000;
   m.observeDuration(seconds);
   m.inflight--;
@@ -135,7 +191,7 @@ function finish(state: ProxyState, ex: Exchange): void {
         access: true,
         route: ex.route.name,
         method: ex.method,
-        path: pathOf(ex.req.url),
+        path: ex.path,
         status: code,
         attempts: ex.attempts,
         durationMs: Math.round(seconds * 1e6) / 1000,
@@ -151,10 +207,12 @@ function finish(state: ProxyState, ex: Exchange): void {
   if (state.inflight === 0) state.onIdle?.();
 }
 
-function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string): void {
+function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string, close = false): void {
   const start = performance.now();
   const r = errorResponse(err, null, 0, requestId);
-  if (state.draining) r.headers.push('connection', 'close');
+  // A refused target (a limit, a smuggling-shaped request) closes the connection: what
+  // follows on it cannot be trusted to be framed as the client meant.
+  if (state.draining || close) r.headers.push('connection', 'close');
   req.resume();
   res.writeHead(r.status, r.headers);
   res.end(method === 'HEAD' ? undefined : r.body);
@@ -175,4 +233,14 @@ function pathOf(url: string | undefined): string {
 
 function firstValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** `OPTIONS *` asks about the server itself (RFC 9110 9.3.7): answered here, never routed. */
+function optionsStar(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, requestId: string): void {
+  req.resume();
+  const headers = ['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE', 'content-length', '0', 'x-request-id', requestId];
+  if (state.draining) headers.push('connection', 'close');
+  res.writeHead(200, headers);
+  res.end();
+  m.request('OPTIONS', 200);
 }

@@ -1,6 +1,9 @@
 // Route matching, compiled once per config: first match wins. Regexes are built here,
 // never per request.
 import type { EffectiveRoute } from '../config/load.js';
+import type { HttpConfig } from '../config/schema.js';
+import { ProxyError } from '../errors.js';
+import { normalizePath, rewritePath } from './normalize-path.js';
 
 export interface RequestTarget {
   /** Lower-cased host without port ("" when absent). */
@@ -126,4 +129,81 @@ function stripPort(authority: string): string {
   }
   const colon = authority.lastIndexOf(':');
   return colon === -1 ? authority : authority.slice(0, colon);
+}
+
+/** What resolveTarget reads off the request (an IncomingMessage fits). */
+export interface TargetSource {
+  readonly url?: string | undefined;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly rawHeaders: readonly string[];
+}
+
+/**
+ * The one routing view of a request, shared by the HTTP handler and the upgrade
+ * handshakes: the edge checks (header count, target size, duplicate Host, a Via loop),
+ * then the target parsed and its path normalized (normalize-path.ts). A refusal comes
+ * back as the ProxyError to answer with; the connection is then closed.
+ */
+export function resolveTarget(req: TargetSource, http: HttpConfig): RequestTarget | ProxyError {
+  const url = req.url ?? '/';
+  if (url.length > http.maxTargetBytes) return new ProxyError('OUTRIGGER_TARGET_TOO_LONG', `the request target is ${url.length} bytes, more than http.maxTargetBytes (${http.maxTargetBytes})`);
+  const raw = req.rawHeaders;
+  if (raw.length / 2 > http.maxHeaders) return new ProxyError('OUTRIGGER_HEADERS_TOO_LARGE', `the request has ${raw.length / 2} header lines, more than http.maxHeaders (${http.maxHeaders})`);
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+  }
+  if (hosts > 1) return new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request has more than one Host header');
+  const via = req.headers.via;
+  if (via !== undefined && viaHas(Array.isArray(via) ? via.join(',') : via, http.via)) {
+    return new ProxyError('OUTRIGGER_LOOP_DETECTED', `the request's Via already names ${JSON.stringify(http.via)}: it has looped back to this proxy`);
+  }
+  const hostHeader = req.headers.host as string | undefined;
+  const target = parseTarget(url, hostHeader);
+  if (target === null) return new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target must be a path or an http:// URL');
+  if (hostHeader !== undefined && target.authority !== hostHeader && !sameAuthority(target.authority, hostHeader)) {
+    return new ProxyError('OUTRIGGER_BAD_REQUEST', 'the authority of the absolute-form target differs from the Host header');
+  }
+  const n = normalizePath(target.path, http);
+  if (n.ok) {
+    target.path = n.path;
+    return target;
+  }
+  if (n.redirect !== null) return new ProxyError('OUTRIGGER_REDIRECT', undefined, undefined, n.redirect + target.query);
+  return new ProxyError('OUTRIGGER_BAD_REQUEST', `the request target is refused: ${n.reason}`);
+}
+
+/** Authorities compared as RFC 9110 4.2.3 does: case-insensitive, the default port optional. */
+function sameAuthority(a: string, b: string): boolean {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x === y || (x.endsWith(':80') ? x.slice(0, -3) : x) === (y.endsWith(':80') ? y.slice(0, -3) : y);
+}
+
+/** Whether a Via value lists `pseudonym` as a received-by ("1.1 outrigger, 1.0 fred"). */
+function viaHas(value: string, pseudonym: string): boolean {
+  for (const part of value.split(',')) {
+    const p = part.trim();
+    const sp = p.indexOf(' ');
+    if (sp === -1) continue;
+    const rest = p.slice(sp + 1).trimStart();
+    const end = rest.indexOf(' ');
+    if ((end === -1 ? rest : rest.slice(0, end)) === pseudonym) return true;
+  }
+  return false;
+}
+
+/**
+ * The path sent upstream: rewritePrefix applied to the normalized path. Null when the
+ * rewritten path would leave the rewritten prefix.
+ */
+export function upstreamPathOf(route: { readonly rewriteFrom: string | null; readonly rewriteTo: string | null }, target: RequestTarget): string | null {
+  let path = target.path;
+  if (route.rewriteFrom !== null && route.rewriteTo !== null && path.startsWith(route.rewriteFrom)) {
+    const p = rewritePath(path, route.rewriteFrom, route.rewriteTo);
+    if (p === null) return null;
+    path = p;
+  }
+  return path + target.query;
 }

@@ -81,6 +81,7 @@ function handshake(ex: Exchange, token: string): Promise<Answer> {
         host: ex.authority,
         requestId: ex.requestId,
         upstreamHost: route.config.preserveHost ? ex.authority : endpoint.authority,
+        via: ex.via,
       },
       NOT_SENT,
     );

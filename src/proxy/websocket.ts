@@ -21,7 +21,7 @@ import { BreakerOpenError } from '../policies/breaker.js';
 import { AttemptError, classifyError, type FailureKind } from '../policies/outcome.js';
 import { Exchange, type CompiledRoute } from './exchange.js';
 import type { ProxyState } from './http.js';
-import { parseTarget } from './router.js';
+import { resolveTarget, upstreamPathOf } from './router.js';
 import { upgradeRequestHeaders } from './headers.js';
 import { FakeUpgradeError, relayAnswer, tunnel } from './tunnel.js';
 
@@ -221,14 +221,14 @@ export class WebSocketProxy {
     const rt = this.state.runtime;
     const method = req.method ?? 'GET';
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    const target = parseTarget(req.url ?? '/', req.headers.host);
-    const route = target ? rt.router.match(method, target, req.headers) : null;
+    const target = resolveTarget(req, rt.config.http);
+    const route = target instanceof ProxyError ? null : rt.router.match(method, target, req.headers);
     const sendError = (err: ProxyError, r: CompiledRoute | null, attempts = 0) => {
       const e = errorResponse(err, r?.name ?? null, attempts, requestId);
       res.writeHead(e.status, e.headers);
       res.end(e.body);
     };
-    if (target === null) return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target must be a path or an http:// URL'), null);
+    if (target instanceof ProxyError) return sendError(target, null);
     if (route === null) return sendError(new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host}${target.path}`), null);
     const token = String(req.headers.upgrade ?? '').trim().toLowerCase();
     if (!route.config.upgrades.includes(token)) {
@@ -244,7 +244,14 @@ export class WebSocketProxy {
     this.perRoute.set(route.name, (this.perRoute.get(route.name) ?? 0) + 1);
     const ex = new Exchange(req, res, route, method, requestId, this.state);
     ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
-    ex.upstreamPath = (target.path || '/') + target.query;
+    const upstreamPath = upstreamPathOf(route, target);
+    if (upstreamPath === null) {
+      this.release(route);
+      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', "the request target climbs out of the route's rewritePrefix"), route);
+    }
+    ex.upstreamPath = upstreamPath;
+    ex.path = target.path;
+    ex.via = rt.config.http.via;
     ex.authority = target.authority;
     if (token !== 'websocket') {
       const started = Date.now();
@@ -382,7 +389,7 @@ export class WebSocketProxy {
       const req = ex.req;
       const headers = upgradeRequestHeaders(
         req.rawHeaders,
-        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null },
+        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null, via: ex.via },
         WS_SET_BY_CLIENT,
       );
       const protocols = String(req.headers['sec-websocket-protocol'] ?? '')

@@ -187,8 +187,8 @@ describe('a corpus of bad configs', () => {
 });
 
 describe('defaults and merging', () => {
-  it('applies every documented default to an empty file', () => {
-    const c = load('').config;
+  it('applies every documented default to a config of only `routes: []` (an empty file is refused, issue 9)', () => {
+    const c = load('routes: []\n').config;
     expect(c.listen).toBe('0.0.0.0:15001');
     expect(c.admin.listen).toBe('127.0.0.1:15000');
     expect(c.metrics.listen).toBe('0.0.0.0:15090');
@@ -314,5 +314,23 @@ describe('the bundled config', () => {
     const c = loadConfigFile(resolve('config/outrigger.yaml')).config;
     expect(c.routes.length).toBeGreaterThan(0);
     expect(c.routes[0]!.fallback).toBeDefined();
+  });
+});
+
+describe('config files that are not a config (issue 9)', () => {
+  it('refuses an empty, whitespace-only or comment-only file', () => {
+    for (const text of ['', '   \n\t\n', '\n']) expect(() => loadConfigText(text, '/tmp/e.yaml')).toThrow(/the config file is empty/);
+    expect(() => loadConfigText('# nothing here\n', '/tmp/e.yaml')).toThrow(/the config file is empty/);
+  });
+
+  it('names a top level that is not a mapping', () => {
+    expect(() => loadConfigText('- a\n- b\n', '/tmp/l.yaml')).toThrow(/the top level must be a mapping, got a list/);
+    expect(() => loadConfigText('just a string\n', '/tmp/s.yaml')).toThrow(/the top level must be a mapping, got a string/);
+    expect(() => loadConfigText('42\n', '/tmp/n.yaml')).toThrow(/the top level must be a mapping, got a number/);
+    expect(() => loadConfigText('[1, 2]', '/tmp/l.json')).toThrow(/got a list/);
+  });
+
+  it('still accepts an explicit routes: []', () => {
+    expect(loadConfigText('routes: []\n', '/tmp/r.yaml').config.routes).toEqual([]);
   });
 });

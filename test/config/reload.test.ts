@@ -216,7 +216,7 @@ describe('config hot reload', () => {
     expect(problems.join('\n')).toMatch(/routes\[0\]\.retry\.attempts/);
     expect(h.config.hash).toBe(before.config.hash);
     expect(h.config.loadedAt).toBe(before.config.loadedAt);
-    expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'rejected' })).toBe(1);
+    expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'failure' })).toBe(1);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'success' })).toBe(0);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_last_reload_success', {})).toBe(0);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_last_reload_timestamp_seconds', {})).toBeGreaterThan(Date.now() / 1000 - 600);
@@ -230,12 +230,12 @@ describe('config hot reload', () => {
     expect(posted.status).toBe(422);
     expect(posted.body.result).toBe('rejected');
     expect(posted.body.problems).toEqual(problems);
-    expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'rejected' })).toBe(2);
+    expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'failure' })).toBe(2);
     expect(reloadLogs(px.logs, 'error')).toHaveLength(2);
 
     // A YAML syntax error is rejected the same way.
     writeFileSync(path, 'routes: [\n  {name: r1\n');
-    await waitFor(async () => (await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'rejected' })) === 3, { timeout: 5000, what: 'the syntax error to be rejected' });
+    await waitFor(async () => (await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'failure' })) === 3, { timeout: 5000, what: 'the syntax error to be rejected' });
     expect((await health(px.adminUrl)).config.lastReloadError?.problems.join('\n')).toMatch(/YAML syntax error/);
 
     // Let requests run under the rejected config for a while.

@@ -163,3 +163,21 @@ describe('Breaker (failureRate)', () => {
     expect(b.state).toBe('open');
   });
 });
+
+describe('Breaker damping (flapping.damp)', () => {
+  it('multiplies the open time cockatiel uses by dampFactor, and stops when it is back to 1', async () => {
+    const { b } = make({ consecutiveFailures: 1, halfOpenAfter: 100 });
+    b.dampFactor = 4;
+    await settle(b.execute(status(503)));
+    expect(b.state).toBe('open');
+    expect(b.openForMs).toBe(400);
+    // Past the plain open time but inside the damped one: still refused, no probe.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await settle(b.execute(status(200)))).toBeInstanceOf(BreakerOpenError);
+    b.dampFactor = 1;
+    await waitFor(async () => (await settle(b.execute(status(200)))) === 'ok', { timeout: 5000 });
+    expect(b.state).toBe('closed');
+    await settle(b.execute(status(503)));
+    expect(b.openForMs).toBe(100);
+  });
+});

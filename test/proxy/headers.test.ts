@@ -21,7 +21,8 @@ describe('upstreamRequestHeaders (unit)', () => {
   it('strips hop-by-hop headers and those named in Connection, keeps the rest in order', () => {
     const raw = ['Host', 'svc.local', 'Connection', 'keep-alive, X-Secret', 'X-Secret', 's', 'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'Basic x', 'Proxy-Connection', 'keep-alive', 'Trailer', 'x-t', 'X-A', '1', 'Set-Thing', 'a', 'Set-Thing', 'b'];
     const out = upstreamRequestHeaders(raw, info);
-    expect(names(out)).toEqual(['x-a', 'set-thing', 'set-thing', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
+    // Trailer is end to end (RFC 9110 6.6.2), not hop-by-hop (issue 9).
+    expect(names(out)).toEqual(['trailer', 'x-a', 'set-thing', 'set-thing', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'via']);
     expect(pairs(out)).toContainEqual(['set-thing', 'b']);
   });
 
@@ -31,13 +32,25 @@ describe('upstreamRequestHeaders (unit)', () => {
     expect(pairs(out).filter(([n]) => n === 'x-forwarded-for')).toHaveLength(1);
   });
 
-  it('replaces client-sent forwarding headers and the request id with its own', () => {
-    const out = upstreamRequestHeaders(['x-forwarded-proto', 'https', 'x-forwarded-host', 'evil', 'x-request-id', 'old', 'expect', '100-continue'], info);
+  it('keeps X-Forwarded-Proto/Host an ingress set, replaces the request id, appends to Via (issue 9)', () => {
+    const out = upstreamRequestHeaders(['x-forwarded-proto', 'https', 'x-forwarded-host', 'shop.example', 'x-request-id', 'old', 'expect', '100-continue', 'Via', '1.1 ingress'], info);
+    expect(pairs(out)).toEqual([
+      ['x-forwarded-for', '10.0.0.9'],
+      ['x-forwarded-proto', 'https'],
+      ['x-forwarded-host', 'shop.example'],
+      ['x-request-id', 'rid-1'],
+      ['via', '1.1 ingress, 1.1 outrigger'],
+    ]);
+  });
+
+  it('sets X-Forwarded-Proto/Host when absent and names itself in Via by http.via', () => {
+    const out = upstreamRequestHeaders([], { ...info, via: 'edge-7' });
     expect(pairs(out)).toEqual([
       ['x-forwarded-for', '10.0.0.9'],
       ['x-forwarded-proto', 'http'],
       ['x-forwarded-host', 'svc.local'],
       ['x-request-id', 'rid-1'],
+      ['via', '1.1 edge-7'],
     ]);
   });
 

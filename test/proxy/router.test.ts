@@ -129,8 +129,11 @@ describe('routing through the proxy', () => {
     );
     expect((await req(px.url, { path: '/x', headers: { host: 'catalog.local' } })).body).toBe('catalog');
     expect((await req(px.url, { path: '/x', headers: { host: 'cart.local:80' } })).body).toBe('cart');
-    const abs = await req(px.url, { path: 'http://cart.local/v1/cart?user=7' });
+    // An HTTP_PROXY client sends Host equal to the target's authority; one that disagrees is refused (issue 9).
+    const abs = await req(px.url, { path: 'http://cart.local/v1/cart?user=7', headers: { host: 'cart.local' } });
     expect(abs.body).toBe('cart');
+    const mismatch = await req(px.url, { path: 'http://cart.local/v1/cart', headers: { host: 'catalog.local' } });
+    expect(mismatch.status).toBe(400);
     expect(cart.seen.at(-1)!.url).toBe('/v1/cart?user=7');
     expect(cart.seen.at(-1)!.headers.host).toBe(`127.0.0.1:${cart.port}`);
     expect(cart.seen.at(-1)!.headers['x-forwarded-host']).toBe('cart.local');
