@@ -101,6 +101,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       admin.lastReloadError = { at: new Date().toISOString(), problems };
       metrics.reloads.labels('failure').inc();
+      metrics.configLoaded(false);
       log.error({ path: opts.configPath, problems, event: 'config_reload_failed', severity: 'error' }, 'config reload rejected; still serving the previous config');
       ops.reloaded(problems);
       return problems;
@@ -110,6 +111,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       // The file is back to what is being served (say, a bad edit reverted): nothing to
       // apply, but the last reload no longer failed.
       admin.lastReloadError = null;
+      metrics.configLoaded(true);
       return [];
     }
     const changedListeners = (['listen', 'admin', 'metrics'] as const).filter(
@@ -129,6 +131,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     ops.start();
     admin.lastReloadError = null;
     metrics.reloads.labels('success').inc();
+    metrics.configLoaded(true);
     log.info(
       { path: opts.configPath, hash: next.hash, routes: rt.routes.length, event: 'config_reload_succeeded', severity: 'info', ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',

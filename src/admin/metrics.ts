@@ -6,12 +6,18 @@
 // `collect` hook). prom-client hashes and validates the labels on every inc/observe, even
 // on a child; measured with callgrind, that was the largest cost on the request path after
 // node's own HTTP work. Rarer series (retries, fallbacks, timeouts) use children directly.
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../policies/outcome.js';
 import { BREAKER_STATES, type BreakerState } from '../policies/breaker.js';
 import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js';
 import { EVENT_KINDS, EventLog, type EventKind, type Severity } from '../events/event-log.js';
 import { RouteWindow } from './window.js';
+
+// Read once at module load; the path is the same from src/admin and dist/admin.
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export const UNMATCHED_ROUTE = '_unmatched';
 const DURATION_NAME = 'outrigger_request_duration_seconds';
@@ -166,13 +172,34 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly buildInfo = new Gauge({
+    name: 'outrigger_build_info',
+    help: 'Always 1; the labels say which Outrigger version runs on which Node.js.',
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly lastReloadSuccess = new Gauge({
+    name: 'outrigger_config_last_reload_success',
+    help: '1 if the last config load (start-up or reload) succeeded, 0 if it was rejected.',
+    registers: [this.registry],
+  });
+  readonly lastReloadTimestamp = new Gauge({
+    name: 'outrigger_config_last_reload_timestamp_seconds',
+    help: 'Unix time of the last config load attempt (start-up or reload), successful or not.',
+    registers: [this.registry],
+  });
 
   constructor(withDefaults = true) {
     // The duration histogram is kept by RouteMetrics; prom-client's instance is only the
     // declaration (name, help, labels, buckets) and is replaced in the registry by a view.
     this.registry.removeSingleMetric(DURATION_NAME);
     this.registry.registerMetric(new DurationView(this.duration, () => this.routes.values()) as unknown as Histogram<string>);
-    if (withDefaults) collectDefaultMetrics({ register: this.registry });
+    if (withDefaults) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges whose names end in _total fail `promtool check metrics`; the same counts stay
+      // available by type as nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
+      for (const name of PROMTOOL_REJECTED_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
     this.reloads.labels('success').inc(0);
     this.reloads.labels('failure').inc(0);
     // Children resolved once: counting an event is then a property lookup, not label hashing.
@@ -182,6 +209,14 @@ export class Metrics {
       for (const sev of sevs) (bySev[sev] = this.eventsTotal.labels(kind, sev)).inc(0);
     }
     this.events.countWith((kind, sev) => eventChildren[kind][sev]?.inc());
+    this.buildInfo.labels(PACKAGE_VERSION, process.version).set(1);
+    this.configLoaded(true);
+  }
+
+  /** A config load attempt ended: start-up, or a reload that was applied, unchanged, or rejected. */
+  configLoaded(ok: boolean): void {
+    this.lastReloadSuccess.set(ok ? 1 : 0);
+    this.lastReloadTimestamp.set(Date.now() / 1000);
   }
 
   forRoute(route: string, upstream: string | null): RouteMetrics {

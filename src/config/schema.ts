@@ -274,7 +274,7 @@ export const configSchema = z
   .strictObject({
     $schema: z.string().optional().meta({ description: 'Ignored; lets editors find the JSON Schema.' }),
     listen: listenAddress.default('0.0.0.0:15001'),
-    admin: z.strictObject({ listen: listenAddress.default('0.0.0.0:15000') }).prefault({}),
+    admin: z.strictObject({ listen: listenAddress.default('127.0.0.1:15000') }).prefault({}),
     metrics: z.strictObject({ listen: listenAddress.default('0.0.0.0:15090') }).prefault({}),
     log: z
       .strictObject({

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,17 @@ const scrape = async (px: { metricsUrl: string }) => (await req(px.metricsUrl, {
 const m = (px: TestProxy, name: string, labels: Record<string, string>) => metricValue(px.metricsUrl, name, labels);
 
 describe('/metrics', () => {
+  it('carries outrigger_build_info and the last config load result from start-up', async () => {
+    const up = track(await startUpstream(ok()));
+    const px = track(await startProxy(oneRoute(up.url)));
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    expect(await m(px, 'outrigger_build_info', { version, node: process.version })).toBe(1);
+    expect(await m(px, 'outrigger_config_last_reload_success', {})).toBe(1);
+    const ts = await m(px, 'outrigger_config_last_reload_timestamp_seconds', {});
+    expect(ts).toBeGreaterThan(Date.now() / 1000 - 600);
+    expect(ts).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+  });
+
   it('serves every documented metric with its labels', async () => {
     const up = track(await startUpstream((q, res, n) => (q.url === '/fail' ? ok('down', 503)(q, res, n, '') : q.url === '/404' ? ok('nf', 404)(q, res, n, '') : ok()(q, res, n, ''))));
     const px = track(

@@ -190,7 +190,7 @@ describe('defaults and merging', () => {
   it('applies every documented default to a config of only `routes: []` (an empty file is refused, issue 9)', () => {
     const c = load('routes: []\n').config;
     expect(c.listen).toBe('0.0.0.0:15001');
-    expect(c.admin.listen).toBe('0.0.0.0:15000');
+    expect(c.admin.listen).toBe('127.0.0.1:15000');
     expect(c.metrics.listen).toBe('0.0.0.0:15090');
     expect(c.log).toEqual({ level: 'info', accessLog: false });
     expect(c.defaults.timeout).toBe(15_000);

@@ -117,6 +117,7 @@ describe('config hot reload', () => {
     expect(Date.now() - swappedAt).toBeLessThan(5000);
     expect(reloadLogs(px.logs, 'info')).toHaveLength(1);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'success' })).toBe(1);
+    expect(await metricValue(px.metricsUrl, 'outrigger_config_last_reload_success', {})).toBe(1);
   });
 
   it('notices a change no directory event reports, by polling the content hash', async () => {
@@ -217,6 +218,8 @@ describe('config hot reload', () => {
     expect(h.config.loadedAt).toBe(before.config.loadedAt);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'failure' })).toBe(1);
     expect(await metricValue(px.metricsUrl, 'outrigger_config_reloads_total', { result: 'success' })).toBe(0);
+    expect(await metricValue(px.metricsUrl, 'outrigger_config_last_reload_success', {})).toBe(0);
+    expect(await metricValue(px.metricsUrl, 'outrigger_config_last_reload_timestamp_seconds', {})).toBeGreaterThan(Date.now() / 1000 - 600);
 
     const errors = reloadLogs(px.logs, 'error');
     expect(errors).toHaveLength(1);

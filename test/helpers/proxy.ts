@@ -28,7 +28,7 @@ export const LOOPBACK_LISTENERS = {
 
 export async function startProxy(
   cfg: Record<string, unknown>,
-  opts: { env?: NodeJS.ProcessEnv; watch?: boolean; logLevel?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; watch?: boolean; logLevel?: string; processMetrics?: boolean } = {},
 ): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'outrigger-test-'));
   const configPath = join(dir, 'outrigger.yaml');
@@ -43,7 +43,7 @@ export async function startProxy(
       },
     },
   );
-  const app = await start({ configPath, env: opts.env ?? {}, logger, processMetrics: false, watch: opts.watch ?? false });
+  const app = await start({ configPath, env: opts.env ?? {}, logger, processMetrics: opts.processMetrics ?? false, watch: opts.watch ?? false });
   return {
     app,
     url: `http://127.0.0.1:${app.proxy.port}`,

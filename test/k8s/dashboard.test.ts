@@ -46,6 +46,9 @@ const CONTRACT = {
   outrigger_websocket_upgrades_total: ['route', 'outcome'],
   outrigger_websocket_closed_total: ['route', 'reason'],
   outrigger_config_reloads_total: ['result'],
+  outrigger_build_info: ['version', 'node'],
+  outrigger_config_last_reload_success: [],
+  outrigger_config_last_reload_timestamp_seconds: [],
 } as const;
 const baseName = (n: string): string => n.replace(/_(bucket|sum|count)$/, '');
 const findPanels = (metric: string): Panel[] => panels.filter((p) => exprsOf(p).some((e) => e.includes(metric)));
