@@ -65,7 +65,7 @@ COPY --chown=0:0 config/outrigger.yaml /etc/outrigger/outrigger.yaml
 
 # Numeric user, so that runAsNonRoot can verify it (uid 1000 is "node" in the base image).
 USER 1000:1000
-EXPOSE 15001 15000 15090
+EXPOSE 15001 15000 15021 15090
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:15000/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]

@@ -6,10 +6,10 @@
 #   1. copy package.json, package-lock.json, dist/ and config/ (the Dockerfile's COPY lines;
 #      dist/ comes from `npm run build`, which .ci/run runs first, like the build stage)
 #   2. `npm ci --omit=dev --ignore-scripts` (the deps stage)
-#   3. put the example config at <tmp>/etc/outrigger/outrigger.yaml, with the three listen
+#   3. put the example config at <tmp>/etc/outrigger/outrigger.yaml, with the listen
 #      addresses moved to free 127.0.0.1 ports, set OUTRIGGER_CONFIG to it and
 #      NODE_ENV=production, and run `node dist/main.js` from the app directory (the CMD)
-#   4. wait for GET /readyz on the admin port to answer 200, then send SIGTERM, as
+#   4. wait for GET /readyz on the status port (the probes' port) to answer 200, then send SIGTERM, as
 #      `docker stop` does through tini, and expect a clean exit 0 after the drain.
 # When the Dockerfile changes what it copies, how it installs, its env, its entry point or
 # its ports, change this script the same way.
@@ -61,9 +61,9 @@ done
 
 # 3. The example config at the image's config path, with listen addresses on free ports.
 #    Uses the installed production `yaml` package, so it also proves that it is there.
-read -r proxy_port admin_port metrics_port < <(node -e '
+read -r proxy_port admin_port metrics_port status_port < <(node -e '
   const net = require("node:net");
-  const servers = [0, 1, 2].map(() => net.createServer());
+  const servers = [0, 1, 2, 3].map(() => net.createServer());
   Promise.all(servers.map((s) => new Promise((ok, fail) => { s.once("error", fail); s.listen(0, "127.0.0.1", ok); })))
     .then(() => { console.log(servers.map((s) => s.address().port).join(" ")); servers.forEach((s) => s.close()); });
 ')
@@ -71,14 +71,15 @@ config="$work/etc/outrigger/outrigger.yaml"
 (cd "$app" && node --input-type=module -e '
   import { readFileSync, writeFileSync } from "node:fs";
   import { parse, stringify } from "yaml";
-  const [src, dst, proxy, admin, metrics] = process.argv.slice(1);
+  const [src, dst, proxy, admin, metrics, status] = process.argv.slice(1);
   const cfg = parse(readFileSync(src, "utf8")) ?? {};
   cfg.listen = `127.0.0.1:${proxy}`;
   cfg.admin = { ...cfg.admin, listen: `127.0.0.1:${admin}` };
   cfg.metrics = { ...cfg.metrics, listen: `127.0.0.1:${metrics}` };
+  if (cfg.status) cfg.status = { ...cfg.status, listen: `127.0.0.1:${status}` };
   cfg.drain = { ...cfg.drain, delay: "200ms", timeout: "2s" };  // a quick shutdown for the test
   writeFileSync(dst, stringify(cfg));
-' "$app/config/outrigger.yaml" "$config" "$proxy_port" "$admin_port" "$metrics_port")
+' "$app/config/outrigger.yaml" "$config" "$proxy_port" "$admin_port" "$metrics_port" "$status_port")
 
 # The app directory is read-only at run time, as with a read-only root filesystem (this
 # only binds for non-root users; a real read-only mount is checked by the image in k8s).
@@ -98,7 +99,7 @@ while (( SECONDS < deadline )); do
     const req = http.get(process.argv[1], { timeout: 2000 }, (res) => { console.log(res.statusCode); res.resume(); });
     req.on("timeout", () => req.destroy());
     req.on("error", () => console.log(0));
-  ' "http://127.0.0.1:$admin_port/readyz")"
+  ' "http://127.0.0.1:$status_port/readyz")"
   if [[ "$code" == 200 ]]; then ready=1; break; fi
   sleep 0.2
 done

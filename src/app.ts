@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { Metrics } from './admin/metrics.js';
-import { createAdminHandler, createMetricsHandler, type AdminState } from './admin/server.js';
+import { createAdminHandler, createMetricsHandler, createStatusHandler, type AdminState } from './admin/server.js';
 import { Operations } from './admin/ops.js';
 import { createLogger, effectiveLevel, type Logger } from './log.js';
 import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
@@ -29,6 +29,8 @@ export interface StartOptions {
 export interface Outrigger {
   readonly proxy: AddressInfo;
   readonly admin: AddressInfo;
+  /** The read-only probe listener; null when the config has no `status` section. */
+  readonly status: AddressInfo | null;
   readonly metricsAddress: AddressInfo;
   readonly metrics: Metrics;
   readonly state: ProxyState;
@@ -114,7 +116,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       metrics.configLoaded(true);
       return [];
     }
-    const changedListeners = (['listen', 'admin', 'metrics'] as const).filter(
+    const changedListeners = (['listen', 'admin', 'status', 'metrics'] as const).filter(
       (k) => JSON.stringify(next.config[k]) !== JSON.stringify(prev.config[k]),
     );
     // Everything but the listener addresses takes effect now: the log level (unless the
@@ -158,6 +160,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   });
   const adminServer = createServer(createAdminHandler(admin));
   const metricsServer = createServer(createMetricsHandler(metrics));
+  const statusServer = cfg.status ? createServer(createStatusHandler(admin)) : null;
+  const closeStatus = () => (statusServer ? closeServer(statusServer) : Promise.resolve());
   // Client-side socket errors (resets, bad requests) are the client's business, not a crash.
   // A raw answer only goes on a socket with no response in flight (as Node's own default
   // handler does): written into a response being sent, it would corrupt its framing.
@@ -179,12 +183,14 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   let proxyAddr: AddressInfo;
   let adminAddr: AddressInfo;
   let metricsAddr: AddressInfo;
+  let statusAddr: AddressInfo | null = null;
   try {
     proxyAddr = await listen(proxyServer, cfg.listen);
     adminAddr = await listen(adminServer, cfg.admin.listen);
     metricsAddr = await listen(metricsServer, cfg.metrics.listen);
+    if (statusServer && cfg.status) statusAddr = await listen(statusServer, cfg.status.listen);
   } catch (err) {
-    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
+    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
     throw err;
   }
   admin.ready = true;
@@ -197,6 +203,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       listen: `${proxyAddr.address}:${proxyAddr.port}`,
       admin: `${adminAddr.address}:${adminAddr.port}`,
       metrics: `${metricsAddr.address}:${metricsAddr.port}`,
+      status: statusAddr ? `${statusAddr.address}:${statusAddr.port}` : undefined,
       routes: state.runtime.routes.length,
       config: opts.configPath,
       hash: loaded.hash,
@@ -215,13 +222,14 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     watcher = null;
     await ws.closeAll(1001, 'proxy shutting down', 200);
     proxyServer.closeAllConnections();
-    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer)]);
+    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
     await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.destroy()));
   }
 
   return {
     proxy: proxyAddr,
     admin: adminAddr,
+    status: statusAddr,
     metricsAddress: metricsAddr,
     metrics,
     state,
@@ -245,7 +253,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       await ws.closeAll(1001, 'proxy draining');
       proxyServer.closeAllConnections();
       await proxyClosed;
-      await Promise.all([closeServer(adminServer), closeServer(metricsServer)]);
+      await Promise.all([closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
       await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));
       closed = true;
       ops.stop();

@@ -142,6 +142,30 @@ export function createAdminHandler(state: AdminState): (req: IncomingMessage, re
   };
 }
 
+/** The probe endpoints, the only ones the status listener serves. */
+const STATUS_PATHS = new Set(['/livez', '/healthz', '/readyz', '/health']);
+
+/**
+ * The status listener (Istio's 15021): read-only probes on an address the kubelet can reach,
+ * so the admin listener with its actions and /config can stay on loopback.
+ */
+export function createStatusHandler(state: AdminState): (req: IncomingMessage, res: ServerResponse) => void {
+  const admin = createAdminHandler(state);
+  return (req, res) => {
+    const method = req.method ?? 'GET';
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (method !== 'GET' && method !== 'HEAD') {
+      req.resume();
+      return json(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'the status listener is read-only' } }, { allow: 'GET, HEAD' });
+    }
+    if (!STATUS_PATHS.has(path)) {
+      req.resume();
+      return json(res, 404, { error: { code: 'NOT_FOUND', message: `the status listener serves only /livez, /readyz and /health; ${path} is on the admin listener` } });
+    }
+    admin(req, res);
+  };
+}
+
 export function createMetricsHandler(metrics: Metrics): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     req.resume();

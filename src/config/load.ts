@@ -48,6 +48,7 @@ export interface EffectiveRoute {
 export interface EffectiveConfig {
   listen: string;
   admin: RawConfig['admin'];
+  status: RawConfig['status'];
   metrics: RawConfig['metrics'];
   log: RawConfig['log'];
   drain: RawConfig['drain'];
@@ -265,6 +266,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
   return {
     listen: raw.listen,
     admin: raw.admin,
+    status: raw.status,
     metrics: raw.metrics,
     log: raw.log,
     drain: raw.drain,
@@ -340,6 +342,7 @@ function checkListeners(raw: RawConfig, problems: string[]): void {
     ['admin.listen', raw.admin.listen],
     ['metrics.listen', raw.metrics.listen],
   ];
+  if (raw.status) entries.push(['status.listen', raw.status.listen]);
   const parsed = entries.map(([k, v]) => [k, v, parseListen(v)] as const);
   for (let i = 0; i < parsed.length; i++) {
     for (let j = 0; j < i; j++) {

@@ -275,6 +275,10 @@ export const configSchema = z
     $schema: z.string().optional().meta({ description: 'Ignored; lets editors find the JSON Schema.' }),
     listen: listenAddress.default('0.0.0.0:15001'),
     admin: z.strictObject({ listen: listenAddress.default('127.0.0.1:15000') }).prefault({}),
+    status: z
+      .strictObject({ listen: listenAddress })
+      .optional()
+      .meta({ description: 'Read-only probe listener (/livez, /readyz, /health), for kubelet probes while admin stays on loopback. Absent: no status listener.' }),
     metrics: z.strictObject({ listen: listenAddress.default('0.0.0.0:15090') }).prefault({}),
     log: z
       .strictObject({

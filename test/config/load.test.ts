@@ -91,6 +91,16 @@ describe('a corpus of bad configs', () => {
       ['admin.listen: 0.0.0.0:9000 collides with listen (127.0.0.1:9000); each listener needs its own port'],
     ],
     [
+      'a status listener on another listener\'s port',
+      `listen: 127.0.0.1:9000\nadmin: { listen: "127.0.0.1:9002" }\nmetrics: { listen: "127.0.0.1:9001" }\nstatus: { listen: "0.0.0.0:9001" }\n`,
+      ['status.listen: 0.0.0.0:9001 collides with metrics.listen (127.0.0.1:9001); each listener needs its own port'],
+    ],
+    [
+      'a status section without an address',
+      `status: {}\n`,
+      ['status.listen: required, expected string'],
+    ],
+    [
       'a bad listen address',
       `metrics: { listen: nope }\n`,
       ['metrics.listen: expected a listen address like "0.0.0.0:15001", got "nope"'],
