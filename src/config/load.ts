@@ -19,6 +19,8 @@ export interface EffectiveBreaker {
   failureRate?: { threshold: number; window: number; minRequests: number };
   halfOpenAfter: number | { base: number; max: number };
   failOn: Defaults['breaker']['failOn'];
+  /** ms; a half-open probe gets min(probeTimeout, time left). */
+  probeTimeout: number;
 }
 
 export interface EffectiveFallback extends FallbackConfig {
@@ -219,6 +221,7 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       ...trip,
       halfOpenAfter: rb.halfOpenAfter ?? d.breaker.halfOpenAfter,
       failOn: rb.failOn ?? d.breaker.failOn,
+      probeTimeout: rb.probeTimeout ?? d.breaker.probeTimeout,
     };
     const rr = r.retry ?? {};
     const retry: Defaults['retry'] = {

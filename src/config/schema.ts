@@ -139,10 +139,14 @@ const breakerShape = {
   enabled: z.boolean(),
   halfOpenAfter,
   failOn,
+  probeTimeout: duration
+    .refine((ms) => ms > 0, { message: 'must be greater than 0' })
+    .meta({ description: 'Longest a half-open probe may take, whatever the route timeouts; a probe that runs out is a failure.' }),
 };
 const breakerDefaults = {
   enabled: true,
   halfOpenAfter: 10_000,
+  probeTimeout: 5000,
   failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'] as FailOn[],
 };
 // The trip condition has no schema default: when neither is set, consecutiveFailures: 5

@@ -131,7 +131,7 @@ export class Breaker {
 
     // A failed attempt is an AttemptError whose kind failOn lists; results are judged by
     // status below. Anything else (a client that went away) is neither success nor failure.
-    const failurePolicy = handleWhen((err) => err instanceof AttemptError && this.failKinds.has(err.kind)).orWhenResult(
+    const failurePolicy = handleWhen((err) => err instanceof AttemptError && (this.failKinds.has(err.kind) || err.probeTimedOut)).orWhenResult(
       (r) => this.isFailureStatus((r as { status: number }).status),
     );
     this.policy = circuitBreaker(failurePolicy, { halfOpenAfter: factory, breaker: trip });

@@ -18,6 +18,8 @@ export class AttemptError extends ControlFlowError {
     readonly kind: FailureKind,
     override readonly cause?: unknown,
     readonly timeoutKind?: TimeoutKind,
+    /** A half-open probe ran out of breaker.probeTimeout: a breaker failure whatever failOn lists. */
+    readonly probeTimedOut = false,
   ) {
     super(kind);
     this.name = 'AttemptError';

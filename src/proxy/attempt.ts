@@ -41,6 +41,8 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private resumeFn: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private timeoutKind: TimeoutKind = 'total';
+  /** This attempt is a half-open probe whose timer is breaker.probeTimeout. */
+  private probeLimited = false;
   private resolve: ((r: Reply) => void) | null = null;
   private reject: ((e: unknown) => void) | null = null;
   private failure: Error | null = null;
@@ -69,7 +71,13 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     return new Promise<Reply>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
-      const { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
+      let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
+      // A probe that never ends would hold the breaker half-open, refusing everything, forever.
+      if (this.probe && cfg.breaker.probeTimeout < ms) {
+        ms = cfg.breaker.probeTimeout;
+        kind = 'per_try';
+        this.probeLimited = true;
+      }
       this.timeoutKind = kind;
       if (ms <= 0) {
         this.fail(new AttemptError('timeout', undefined, 'total'));
@@ -299,7 +307,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     this.timer = null;
     if (this.phase !== PENDING) return;
     this.ex.route.metrics.timeout(this.timeoutKind);
-    this.fail(new AttemptError('timeout', undefined, this.timeoutKind));
+    this.fail(new AttemptError('timeout', undefined, this.timeoutKind, this.probeLimited));
   };
 
   private readonly onDrain = (): void => {

@@ -217,7 +217,7 @@ describe('defaults and merging', () => {
       budget: { enabled: true, ratio: 0.2, minPerSecond: 10, window: 10_000 },
       bufferBody: 65536,
     });
-    expect(c.defaults.breaker).toMatchObject({ halfOpenAfter: 10_000, failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'] });
+    expect(c.defaults.breaker).toMatchObject({ halfOpenAfter: 10_000, probeTimeout: 5000, failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'] });
     expect(c.defaults.concurrency).toEqual({ max: 1024, queue: 0 });
     expect(c.routes).toEqual([]);
   });
@@ -252,6 +252,7 @@ describe('defaults and merging', () => {
       consecutiveFailures: 5,
       halfOpenAfter: 10_000,
       failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'],
+      probeTimeout: 5000,
     });
     expect(c.routes[1]!.breaker.consecutiveFailures).toBeUndefined();
     expect(c.routes[1]!.breaker.failureRate).toEqual({ threshold: 0.5, window: 10_000, minRequests: 20 });

@@ -3,14 +3,14 @@ import type { EffectiveBreaker } from '../../src/config/load.js';
 import { Breaker, BreakerOpenError, type BreakerState } from '../../src/policies/breaker.js';
 import { AttemptError } from '../../src/policies/outcome.js';
 import { ClientGoneError } from '../../src/proxy/exchange.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 function make(s: Partial<EffectiveBreaker> = {}) {
   const transitions: Array<[BreakerState, BreakerState]> = [];
   let rejects = 0;
   const b = new Breaker(
     'b',
-    { enabled: true, name: 'b', halfOpenAfter: 10_000, failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'], ...(s.failureRate ? {} : { consecutiveFailures: 3 }), ...s },
+    { enabled: true, name: 'b', halfOpenAfter: 10_000, failOn: ['connect-failure', 'reset', 'timeout', 'gateway-error'], probeTimeout: 5000, ...(s.failureRate ? {} : { consecutiveFailures: 3 }), ...s },
     {
       onTransition: (_b, from, to) => transitions.push([from, to]),
       onReject: () => rejects++,
@@ -179,5 +179,24 @@ describe('Breaker damping (flapping.damp)', () => {
     expect(b.state).toBe('closed');
     await settle(b.execute(status(503)));
     expect(b.openForMs).toBe(100);
+  });
+});
+
+describe('probe timeout', () => {
+  const probeWith = async (err: AttemptError) => {
+    const { b } = make({ consecutiveFailures: 1, halfOpenAfter: 50, failOn: ['5xx'] });
+    await settle(b.execute(status(503)));
+    expect(b.snapshot().state).toBe('open');
+    await sleep(120);
+    await settle(b.execute(() => Promise.reject(err)));
+    return b.snapshot().state;
+  };
+
+  it('counts a probe that ran out of probeTimeout as a failure even when failOn omits timeout', async () => {
+    expect(await probeWith(new AttemptError('timeout', undefined, 'per_try', true))).toBe('open');
+  });
+
+  it('(control) an ordinary timeout that failOn omits is no failure, so cockatiel closes on it', async () => {
+    expect(await probeWith(new AttemptError('timeout', undefined, 'per_try'))).toBe('closed');
   });
 });

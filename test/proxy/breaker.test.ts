@@ -250,3 +250,33 @@ describe('circuit breaker', () => {
     expect(await (await fetch(`${px.adminUrl}/breakers`)).json()).toEqual([]);
   });
 });
+
+describe('half-open probe timeout', () => {
+  it('bounds a probe by breaker.probeTimeout when the route has no timeout, so the breaker re-opens and later recovers', async () => {
+    const up = track(await startUpstream(ok('down', 503)));
+    const px = track(
+      await startProxy(
+        oneRoute(up.url, { timeout: 0, retry: NO_RETRY, breaker: { consecutiveFailures: 1, halfOpenAfter: '200ms', probeTimeout: '300ms', failOn: ['5xx'] } }),
+      ),
+    );
+    expect((await req(px.url, { path: '/a' })).status).toBe(503);
+    expect(await breakerState(px)).toMatchObject({ state: 'open' });
+    up.behave = () => {}; // the upstream now never answers
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    const probe = await req(px.url, { path: '/a' });
+    expect(probe.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(await breakerState(px)).toMatchObject({ state: 'open' });
+    up.behave = ok('up');
+    const recovered = await waitFor(
+      async () => {
+        const r = await req(px.url, { path: '/a' });
+        return r.status === 200 ? r : null;
+      },
+      { timeout: 8000, interval: 100, what: 'a successful probe' },
+    );
+    expect(recovered.body).toBe('up');
+    expect(await breakerState(px)).toMatchObject({ state: 'closed' });
+  });
+});
