@@ -8,7 +8,7 @@ const describeGot = (v: unknown): string =>
   typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : String(v);
 
 /** A string-or-number field parsed by `parse`; `what` names it in errors ("a duration like \"250ms\""). */
-function unit(what: string, parse: (v: string | number) => number | undefined, description: string) {
+function unit(what: string, parse: (v: string | number) => number | undefined, description: string, max?: { value: number; text: string }) {
   const message = (v: unknown) => `expected ${what}, got ${describeGot(v)}`;
   return z
     .union([z.number(), z.string()], { error: (iss) => message(iss.input) })
@@ -18,13 +18,23 @@ function unit(what: string, parse: (v: string | number) => number | undefined, d
         ctx.addIssue({ code: 'custom', message: message(v) });
         return z.NEVER;
       }
+      if (max !== undefined && out > max.value) {
+        ctx.addIssue({ code: 'custom', message: `${max.text}, got ${describeGot(v)}` });
+        return z.NEVER;
+      }
       return out;
     })
     .meta({ description });
 }
 
+/** Node timers hold at most 2^31-1 ms (about 24.8 days); no proxy timer needs more than a day. */
+export const MAX_DURATION_MS = 24 * 60 * 60 * 1000;
+
 /** A duration: "250ms", "2s", "1m", "1h", or a number of milliseconds. Output: milliseconds. */
-export const duration = unit('a duration like "250ms"', parseDuration, 'A duration such as "250ms", "2s", "1m", or a number of milliseconds.');
+export const duration = unit('a duration like "250ms"', parseDuration, 'A duration such as "250ms", "2s", "1m", or a number of milliseconds; at most 24h.', {
+  value: MAX_DURATION_MS,
+  text: 'expected a duration of at most 24h (longer ones overflow timers)',
+});
 
 /** A size: "64KiB", "1MiB", "512B", or a number of bytes. Output: bytes. */
 export const size = unit('a size like "64KiB"', parseSize, 'A size such as "64KiB", "1MiB", or a number of bytes.');
@@ -166,7 +176,15 @@ const concurrencyDefaults = { max: 1024, queue: 0 };
 const fallbackSchema = z.strictObject({
   on: z.array(z.enum(FALLBACK_ON)).default(['breaker-open', 'timeout', 'upstream-unavailable']),
   status: statusCode.default(200),
-  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), z.string()).default({}),
+  headers: z
+    .record(
+      z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/),
+      // RFC 9110 field-value characters, as Node checks them when the header is written:
+      // a value that passes here can never make the fallback throw at run time.
+      z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, { error: 'expected a header value of visible characters, spaces and tabs (no CR, LF, NUL or other control characters)' }),
+      { error: (iss) => (iss.code === 'invalid_key' ? 'expected a header name (RFC 9110 token)' : undefined) },
+    )
+    .default({}),
   body: z.string().optional(),
   bodyFile: z.string().optional(),
 });
@@ -252,7 +270,7 @@ export const upstreamSchema = z.strictObject({
   endpoints: z.array(z.string()).min(1, { error: 'expected at least one endpoint' }),
   connectTimeout: duration.default(1000),
   maxConnections: z.number().int().min(1).default(128),
-  keepAliveTimeout: duration.default(4000),
+  keepAliveTimeout: duration.refine((ms) => ms >= 1, { message: 'expected a keep-alive timeout of at least 1ms' }).default(4000),
 });
 
 export const ESCAPED_SLASHES = ['keep', 'reject', 'unescape', 'redirect'] as const;

@@ -91,6 +91,16 @@ describe('a corpus of bad configs', () => {
       ['admin.listen: 0.0.0.0:9000 collides with listen (127.0.0.1:9000); each listener needs its own port'],
     ],
     [
+      'a fallback header value with a line break, a bad header name, a duration over 24h, a zero keep-alive',
+      `upstreams: { a: { endpoints: ["http://127.0.0.1:1"], keepAliveTimeout: 0 } }\nroutes: [{ name: r0, upstream: a, timeout: 25h, fallback: { headers: { x-a: "one\\r\\nset-cookie: evil", "bad name": v } } }]\n`,
+      [
+        'upstreams.a.keepAliveTimeout: expected a keep-alive timeout of at least 1ms',
+        'routes[0].timeout: expected a duration of at most 24h (longer ones overflow timers), got "25h"',
+        'routes[0].fallback.headers.x-a: expected a header value of visible characters, spaces and tabs (no CR, LF, NUL or other control characters)',
+        'routes[0].fallback.headers.bad name: expected a header name (RFC 9110 token)',
+      ],
+    ],
+    [
       'a status listener on another listener\'s port',
       `listen: 127.0.0.1:9000\nadmin: { listen: "127.0.0.1:9002" }\nmetrics: { listen: "127.0.0.1:9001" }\nstatus: { listen: "0.0.0.0:9001" }\n`,
       ['status.listen: 0.0.0.0:9001 collides with metrics.listen (127.0.0.1:9001); each listener needs its own port'],
