@@ -5,7 +5,7 @@
 import { bulkhead, type BulkheadPolicy } from 'cockatiel';
 import type { EffectiveConfig, LoadedConfig } from './config/load.js';
 import type { Metrics, RouteMetrics, BreakerMetrics } from './admin/metrics.js';
-import { UNMATCHED_ROUTE } from './admin/metrics.js';
+import { PROXY_CODES, UNMATCHED_CODES, UNMATCHED_ROUTE } from './admin/metrics.js';
 import type { Logger } from './log.js';
 import { BREAKER_STATES, Breaker } from './policies/breaker.js';
 import { RetryBudget } from './policies/budget.js';
@@ -14,6 +14,7 @@ import { FallbackPlan } from './policies/fallback.js';
 import type { CompiledRoute } from './proxy/exchange.js';
 import { Router, compileMatcher } from './proxy/router.js';
 import { Upstream } from './proxy/upstream.js';
+import { CLOSE_REASONS, UPGRADE_OUTCOMES } from './proxy/websocket.js';
 
 interface Kept<T> {
   key: string;
@@ -120,6 +121,10 @@ export class Runtime {
       budgets.set(rc.name, bg);
 
       const upstream = (upstreams.get(rc.upstream) as Kept<Upstream>).value;
+      // Series known in advance exist at 0 from the load that creates the route (README, Metrics).
+      const rm = metrics.forRoute(rc.name, rc.upstream);
+      rm.zeroCodes(rc.match.methods ?? null, rc.fallback ? [...PROXY_CODES, rc.fallback.status] : PROXY_CODES);
+      if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(metrics, UPGRADE_OUTCOMES, CLOSE_REASONS);
       const rewriteFrom = rc.rewritePrefix !== undefined ? (rc.match.pathPrefix ?? rc.match.path ?? null) : null;
       const parts = {
         name: rc.name,
@@ -128,7 +133,7 @@ export class Runtime {
         breaker,
         bulkhead: bk.value,
         budget: bg.value,
-        metrics: metrics.forRoute(rc.name, rc.upstream),
+        metrics: rm,
         rewriteFrom: rewriteFrom !== null && rewriteFrom.length > 1 && rewriteFrom.endsWith('/') ? rewriteFrom.slice(0, -1) : rewriteFrom,
         rewriteTo: rc.rewritePrefix ?? null,
         fallback: rc.fallback ? new FallbackPlan(rc.fallback) : null,
@@ -145,7 +150,7 @@ export class Runtime {
       bulkheads,
       budgets,
       routes,
-      metrics.forRoute(UNMATCHED_ROUTE, null),
+      unmatchedMetrics(metrics),
       log.isLevelEnabled('info') ? sample : 0,
       metrics,
       previous,
@@ -201,4 +206,10 @@ export class Runtime {
     await idle;
     await Promise.all(removed.map(([, kept]) => kept.value.close()));
   }
+}
+
+function unmatchedMetrics(metrics: Metrics): RouteMetrics {
+  const rm = metrics.forRoute(UNMATCHED_ROUTE, null);
+  rm.zeroCodes(null, UNMATCHED_CODES);
+  return rm;
 }

@@ -20,6 +20,10 @@ const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', i
 const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export const UNMATCHED_ROUTE = '_unmatched';
+/** Status codes the proxy answers itself on a route (before or instead of the upstream): zero series. */
+export const PROXY_CODES = [408, 499, 500, 502, 503, 504] as const;
+/** ... and on requests no route matched. */
+export const UNMATCHED_CODES = [400, 404, 499] as const;
 const DURATION_NAME = 'outrigger_request_duration_seconds';
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 export const OTHER_METHOD = '_other';
@@ -339,6 +343,25 @@ export class RouteMetrics {
     for (const c of [exhausted, this.overload, truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
+  /**
+   * Series at 0 for the status codes the proxy answers itself, per method (`null`: every
+   * method), so the first 502 or 503 of a route shows in rate() and increase().
+   */
+  zeroCodes(methods: readonly string[] | null, codes: readonly number[]): void {
+    const idxs = methods === null ? METHOD_LABELS.map((_, i) => i) : methods.map((mth) => METHOD_INDEX.get(mth) ?? METHOD_LABELS.length - 1);
+    for (const i of idxs) {
+      const byCode = this.requests[i] as Map<number, number>;
+      for (const code of codes) if (!byCode.has(code)) byCode.set(code, 0);
+    }
+  }
+
+  /** WebSocket upgrade and close series at 0, for a route that accepts WebSocket upgrades. */
+  zeroUpgrades(m: Metrics, outcomes: readonly string[], reasons: readonly string[]): void {
+    for (const o of outcomes) m.wsUpgrades.labels(this.route, o).inc(0);
+    for (const r of reasons) m.wsClosed.labels(this.route, r).inc(0);
+    m.wsConnections.labels(this.route).inc(0);
+  }
+
   request(method: string, code: number): void {
     const idx = METHOD_INDEX.get(method) ?? METHOD_LABELS.length - 1;
     const byCode = this.requests[idx] as Map<number, number>;
@@ -429,6 +452,7 @@ export class BreakerMetrics {
     this.transitions = byKey(BREAKER_STATES, (s) => m.breakerTransitions.labels(name, s));
     this.rejections = m.breakerRejections.labels(name);
     this.rejections.inc(0);
+    for (const s of BREAKER_STATES) this.transitions[s].inc(0);
     this.flapping = m.breakerFlapping.labels(name);
     this.flapping.set(0);
     this.setState('closed');

@@ -28,6 +28,37 @@ describe('/metrics', () => {
     expect(ts).toBeLessThanOrEqual(Date.now() / 1000 + 1);
   });
 
+  it('starts every series whose labels are known in advance at 0, so rate() sees the first event', async () => {
+    const px = track(
+      await startProxy({
+        upstreams: { up: { endpoints: ['http://127.0.0.1:1'] } },
+        routes: [
+          { name: 'ws', match: { pathPrefix: '/ws', methods: ['GET'] }, upstream: 'up', upgrades: ['websocket'] },
+          { name: 'api', match: { pathPrefix: '/' }, upstream: 'up', upgrades: [], fallback: { on: ['breaker-open'], status: 529 } },
+        ],
+      }),
+    );
+    const text = await scrape(px);
+    for (const to of ['closed', 'open', 'half-open', 'isolated']) {
+      expect(await m(px, 'outrigger_breaker_transitions_total', { breaker: 'api', to }), to).toBe(0);
+    }
+    for (const outcome of ['accepted', 'rejected_breaker', 'upstream_refused']) {
+      expect(await m(px, 'outrigger_websocket_upgrades_total', { route: 'ws', outcome }), outcome).toBe(0);
+    }
+    expect(await m(px, 'outrigger_websocket_closed_total', { route: 'ws', reason: 'upstream' })).toBe(0);
+    // Only the methods a route matches get request series, and a route without WebSocket none.
+    expect(await m(px, 'outrigger_requests_total', { route: 'ws', method: 'GET', code: '502' })).toBe(0);
+    expect(await m(px, 'outrigger_requests_total', { route: 'ws', method: 'POST', code: '502' })).toBeUndefined();
+    expect(await m(px, 'outrigger_websocket_upgrades_total', { route: 'api', outcome: 'accepted' })).toBeUndefined();
+    for (const code of ['502', '503', '504', '529']) {
+      expect(await m(px, 'outrigger_requests_total', { route: 'api', method: 'POST', code }), code).toBe(0);
+    }
+    expect(await m(px, 'outrigger_requests_total', { route: '_unmatched', method: 'GET', code: '404' })).toBe(0);
+    expect(await m(px, 'outrigger_fallbacks_total', { route: 'api', trigger: 'breaker-open' })).toBe(0);
+    expect(text).toMatch(/^outrigger_retries_total\{route="api",/m);
+    expect(text).toMatch(/^outrigger_timeouts_total\{route="api",/m);
+  });
+
   it('serves every documented metric with its labels', async () => {
     const up = track(await startUpstream((q, res, n) => (q.url === '/fail' ? ok('down', 503)(q, res, n, '') : q.url === '/404' ? ok('nf', 404)(q, res, n, '') : ok()(q, res, n, ''))));
     const px = track(
@@ -140,7 +171,8 @@ describe('/metrics', () => {
     expect(await m(px, 'outrigger_inflight_requests', { route: 'r1' })).toBe(0);
     const breakers = JSON.parse((await req(px.adminUrl, { path: '/breakers' })).body) as Array<{ state: string; consecutiveFailures: number }>;
     expect(breakers[0]).toMatchObject({ state: 'closed', consecutiveFailures: 0 });
-    expect(await m(px, 'outrigger_breaker_transitions_total', { breaker: 'r1', to: 'open' })).toBeUndefined();
+    // The transition series exists from start-up, at 0, so rate() sees the first opening.
+    expect(await m(px, 'outrigger_breaker_transitions_total', { breaker: 'r1', to: 'open' })).toBe(0);
     // And the client leaving was not retried either.
     expect(up.seen).toHaveLength(3);
   });
@@ -167,6 +199,9 @@ describe('/metrics', () => {
     const px = track(await startProxy(oneRoute('http://127.0.0.1:1')));
     await req(px.url, { path: '/a', headers: { host: 'x' } });
     const again = await scrape({ metricsUrl: `http://127.0.0.1:${app.metricsAddress.port}` });
-    expect(again).not.toMatch(/^outrigger_requests_total\{/m);
+    // Its series exist at 0 from start-up, and the other instance's request moved none of them.
+    const samples = again.split('\n').filter((l) => l.startsWith('outrigger_requests_total{'));
+    expect(samples.length).toBeGreaterThan(0);
+    for (const l of samples) expect(l).toMatch(/ 0$/);
   });
 });
