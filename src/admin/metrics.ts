@@ -119,6 +119,12 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly internalErrors = new Counter({
+    name: 'outrigger_internal_errors_total',
+    help: 'Unexpected errors inside the proxy that became OUTRIGGER_INTERNAL (a bug: alert on any).',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly truncated = new Counter({
     name: 'outrigger_responses_truncated_total',
     help: 'Responses cut off mid-body because the upstream broke off; the client connection was cut so the truncation is visible.',
@@ -300,6 +306,7 @@ export class RouteMetrics {
   private readonly fallbacks: Record<FallbackOn, CounterChild>;
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
   private readonly events: EventLog;
+  private readonly internalErrors: CounterChild;
   private readonly unavailableMessage: string;
   /** Counts by [methodIndex] then status code: codes are an open set we only learn by seeing them. */
   private readonly requests: Array<Map<number, number>>;
@@ -327,6 +334,7 @@ export class RouteMetrics {
       },
     };
     this.overload = m.overload.labels(route);
+    this.internalErrors = m.internalErrors.labels(route);
     const truncated = m.truncated.labels(route);
     this.truncated = {
       inc: () => {
@@ -340,7 +348,7 @@ export class RouteMetrics {
     this.requests = METHOD_LABELS.map(() => new Map());
     this.attempts = upstream === null ? null : new Float64Array(ATTEMPT_OUTCOMES.length);
     // Zero series from the start, so rate() and absent() work before the first event.
-    for (const c of [exhausted, this.overload, truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
+    for (const c of [exhausted, this.overload, this.internalErrors, truncated, ...Object.values<CounterChild>(this.retries), ...Object.values<CounterChild>(this.fallbacks), ...Object.values<CounterChild>(this.timeouts)]) c.inc(0);
   }
 
   /**
@@ -414,6 +422,7 @@ export class RouteMetrics {
 
   /** An unexpected error that became OUTRIGGER_INTERNAL: one critical event. */
   internalError(message: string): void {
+    this.internalErrors.inc();
     this.events.emit('internal_error', 'critical', { route: this.route }, message);
   }
 

@@ -77,6 +77,7 @@ describe('RouteMetrics event hooks', () => {
     const { Metrics } = await import('../../src/admin/metrics.js');
     const m = new Metrics(false);
     const rm = m.forRoute('r', 'u');
+    expect(await m.registry.metrics()).toContain('outrigger_internal_errors_total{route="r"} 0');
     rm.responseTruncated();
     rm.responseTruncated();
     rm.internalError('boom');
@@ -86,5 +87,6 @@ describe('RouteMetrics event hooks', () => {
     ]);
     const text = await m.registry.metrics();
     expect(text).toContain('outrigger_events_total{kind="response_truncated",severity="error"} 2');
+    expect(text).toContain('outrigger_internal_errors_total{route="r"} 1');
   });
 });
