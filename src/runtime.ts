@@ -143,6 +143,10 @@ export class Runtime {
 
     const accessLog = cfg.log.accessLog;
     const sample = accessLog === false ? 0 : accessLog === true ? 1 : accessLog.sample;
+    // Criticality belongs to routes, which a reload may change while it keeps the breaker.
+    const critical = new Set(cfg.routes.filter((r) => r.critical && r.breaker.enabled).map((r) => r.breaker.name));
+    for (const name of breakers.keys()) metrics.breakerCritical.labels(name).set(critical.has(name) ? 1 : 0);
+
     return new Runtime(
       loaded,
       upstreams,
@@ -197,6 +201,7 @@ export class Runtime {
         m.breakerTransitions.remove({ breaker: name, to: state });
       }
       m.breakerRejections.remove({ breaker: name });
+      m.breakerCritical.remove({ breaker: name });
     }
     // Asked for even with nothing to close: once it resolves, this runtime lets go of the
     // older ones, so a run of reloads does not keep every past runtime alive.

@@ -166,6 +166,12 @@ export class Metrics {
     labelNames: ['kind', 'severity'] as const,
     registers: [this.registry],
   });
+  readonly breakerCritical = new Gauge({
+    name: 'outrigger_breaker_critical',
+    help: 'Whether a route marked critical uses the breaker (1) or not (0), for alerts on critical breakers.',
+    labelNames: ['breaker'] as const,
+    registers: [this.registry],
+  });
   readonly breakerFlapping = new Gauge({
     name: 'outrigger_breaker_flapping',
     help: 'Whether the breaker is flapping (1) or not (0), by percent state change over its last 21 samples.',

@@ -34,7 +34,7 @@ describe('/metrics', () => {
         upstreams: { up: { endpoints: ['http://127.0.0.1:1'] } },
         routes: [
           { name: 'ws', match: { pathPrefix: '/ws', methods: ['GET'] }, upstream: 'up', upgrades: ['websocket'] },
-          { name: 'api', match: { pathPrefix: '/' }, upstream: 'up', upgrades: [], fallback: { on: ['breaker-open'], status: 529 } },
+          { name: 'api', match: { pathPrefix: '/' }, upstream: 'up', upgrades: [], critical: true, fallback: { on: ['breaker-open'], status: 529 } },
         ],
       }),
     );
@@ -57,6 +57,10 @@ describe('/metrics', () => {
     expect(await m(px, 'outrigger_fallbacks_total', { route: 'api', trigger: 'breaker-open' })).toBe(0);
     expect(text).toMatch(/^outrigger_retries_total\{route="api",/m);
     expect(text).toMatch(/^outrigger_timeouts_total\{route="api",/m);
+    expect(await m(px, 'outrigger_internal_errors_total', { route: 'api' })).toBe(0);
+    // The critical flag the chart's critical-breaker alert joins on.
+    expect(await m(px, 'outrigger_breaker_critical', { breaker: 'api' })).toBe(1);
+    expect(await m(px, 'outrigger_breaker_critical', { breaker: 'ws' })).toBe(0);
   });
 
   it('serves every documented metric with its labels', async () => {
