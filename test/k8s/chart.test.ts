@@ -1,25 +1,29 @@
-// The Helm chart (helm/outrigger): its values against values.schema.json, the embedded
-// Outrigger config against `outrigger check`, and the templates rendered with a small
-// Go-template evaluator (Helm itself cannot be installed here; CI on GitHub runs
-// helm lint, helm template and kubeconform, see .github/workflows/chart.yml).
+// The Helm chart (helm/outrigger), checked with the real tools: helm v4 (`helm lint --strict`,
+// `helm template`, `helm install --dry-run=client`, `helm dependency build`), the Kubernetes
+// and prometheus-operator schemas (unknown fields included), and `outrigger check` on every
+// config the chart renders.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml, parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { configSchema } from '../../src/config/schema.js';
-import { chartValues, parseChartTemplates, renderChart, type Rendered } from './helm-render.js';
+import { chartValues, cleanupHelm, helm, parseManifests, renderChart, renderNotes, valuesFile, type Rendered } from './helm.js';
 import { CHART, compileSchema, MAIN_JS, REPO, requireBuild } from './helpers.js';
+import { checkUnknownFields, validateModels } from './kube-schemas.js';
 
 type Dict = Record<string, unknown>;
-type Container = Dict & { name: string; env?: Dict[]; ports?: Dict[]; volumeMounts?: Dict[]; securityContext?: Dict };
+type Container = Dict & { name: string; env?: Dict[]; ports?: Dict[]; volumeMounts?: Dict[]; securityContext?: Dict; lifecycle?: Dict };
 type PodSpec = Dict & { containers: Container[]; initContainers?: Container[]; volumes: Dict[]; terminationGracePeriodSeconds: number };
 
 const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as Dict;
 const defaults = chartValues(CHART);
 const tmp = mkdtempSync(join(tmpdir(), 'outrigger-chart-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+  cleanupHelm();
+});
 
 const byKind = (r: Rendered, kind: string): Dict[] => r.docs.filter((d) => d.kind === kind);
 const one = (r: Rendered, kind: string): Dict => {
@@ -34,6 +38,102 @@ const sidecarOf = (spec: PodSpec): Container => {
   expect(c, 'the outrigger container').toBeDefined();
   return c as Container;
 };
+/** The Outrigger config of every ConfigMap that carries one. */
+const configsOf = (r: Rendered): string[] =>
+  byKind(r, 'ConfigMap')
+    .map((cm) => (cm.data as Record<string, string> | undefined)?.['outrigger.yaml'])
+    .filter((x): x is string => typeof x === 'string');
+
+/** Runs `outrigger check` on a config text; returns its output or throws with it. */
+function outriggerCheck(name: string, text: string): string {
+  requireBuild();
+  const file = join(tmp, name);
+  writeFileSync(file, text);
+  try {
+    return execFileSync(process.execPath, [MAIN_JS, 'check', file], { cwd: REPO, encoding: 'utf8', timeout: 30_000 });
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string; stderr?: string };
+    throw new Error(`outrigger check ${name} exited ${String(e.status)}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+}
+
+/**
+ * A parent chart that uses Outrigger as a library: it lists the chart as a dependency
+ * (file://, built with `helm dependency build`) and adds the sidecar to its own Deployment
+ * with the named templates, as helm/outrigger/README.md shows.
+ */
+function parentChart(native: boolean): string {
+  const dir = join(tmp, `parent-${native ? 'native' : 'classic'}`);
+  mkdirSync(join(dir, 'templates'), { recursive: true });
+  writeFileSync(
+    join(dir, 'Chart.yaml'),
+    `apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n  - name: outrigger\n    version: 0.1.0\n    repository: file://${CHART}\n`,
+  );
+  writeFileSync(join(dir, 'values.yaml'), `outrigger:\n  demo:\n    enabled: false\n  sidecar:\n    native: ${String(native)}\n`);
+  writeFileSync(
+    join(dir, 'templates', 'deployment.yaml'),
+    `{{- $o := dict "root" $ "values" .Values.outrigger }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-shop
+spec:
+  selector:
+    matchLabels: { app: shop }
+  template:
+    metadata:
+      labels: { app: shop }
+      annotations:
+        {{- include "outrigger.scrapeAnnotations" $o | nindent 8 }}
+    spec:
+      terminationGracePeriodSeconds: {{ include "outrigger.terminationGracePeriodSeconds" $o }}
+      {{- with include "outrigger.initContainers" $o }}
+      initContainers:
+        {{- . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: shop
+          image: registry.example/shop:1.0.0
+          env:
+            - { name: HTTP_PROXY, value: "http://127.0.0.1:15001" }
+        {{- with include "outrigger.containers" $o }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      volumes:
+        {{- include "outrigger.configVolume" $o | nindent 8 }}
+`,
+  );
+  helm(['dependency', 'build', dir]);
+  return dir;
+}
+
+/** Every documented values combination, each rendered, linted and validated below. */
+const COMBOS: Array<[string, Dict]> = [
+  ['defaults (native sidecar)', {}],
+  ['classic, preStop sleep', { sidecar: { native: false } }],
+  ['classic, preStop exec', { sidecar: { native: false, preStop: 'exec' } }],
+  ['PodMonitor', { metrics: { podMonitor: { enabled: true, labels: { release: 'kps' } } } }],
+  ['ServiceMonitor', { metrics: { serviceMonitor: { enabled: true } } }],
+  ['dashboard', { dashboard: { enabled: true, annotations: { grafana_folder: 'Outrigger' } } }],
+  ['PrometheusRule', { prometheusRule: { enabled: true, labels: { release: 'kps' }, additionalAlertLabels: { team: 'platform' }, matchers: 'namespace="shop"' } }],
+  ['PodDisruptionBudget', { podDisruptionBudget: { enabled: true } }],
+  ['NetworkPolicy', { networkPolicy: { enabled: true, metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] } }],
+  ['existing ConfigMap', { existingConfigMap: 'my-config' }],
+  ['existing Secret', { adminToken: { existingSecret: 'ops-token', key: 'admin' } }],
+  ['token value', { adminToken: { value: 's3cret' } }],
+  ['library use (no demo)', { demo: { enabled: false } }],
+  [
+    'everything on',
+    {
+      metrics: { podMonitor: { enabled: true }, serviceMonitor: { enabled: true } },
+      dashboard: { enabled: true },
+      prometheusRule: { enabled: true },
+      podDisruptionBudget: { enabled: true },
+      networkPolicy: { enabled: true },
+      adminToken: { value: 't' },
+    },
+  ],
+];
 
 describe('values.schema.json', () => {
   const validate = compileSchema(schema);
@@ -49,6 +149,7 @@ describe('values.schema.json', () => {
       { sidecarr: {} },
       { sidecar: { nativ: true } },
       { sidecar: { probes: { liveness: { enabled: true, period: 3 } } } },
+      { sidecar: { preStop: 'shell' } },
       { demo: { image: { tagg: 'x' } } },
       { metrics: { podMonitor: { enable: true } } },
       { config: { routez: [] } },
@@ -56,10 +157,20 @@ describe('values.schema.json', () => {
       { sidecar: { ports: { admin: 'admin' } } },
       { terminationGracePeriodSeconds: -1 },
       { dashboard: { labels: { grafana_dashboard: 1 } } },
+      { dashboard: { uid: 'x'.repeat(41) } },
+      { adminToken: { create: true } },
+      { prometheusRule: { errorRatioThreshold: 2 } },
+      { prometheusRule: { criticalBreakerOpenFor: 'five minutes' } },
+      { podDisruptionBudget: { minAvailable: 1 } },
+      { networkPolicy: { ingress: [] } },
     ];
     for (const over of bad) {
       expect(validate(chartValues(CHART, over)), JSON.stringify(over)).toBe(false);
     }
+  });
+
+  it('is the schema helm enforces: helm lint --strict refuses an unknown key', () => {
+    expect(() => helm(['lint', '--strict', CHART, '-f', valuesFile({ sidecar: { nativ: true } })])).toThrow(/nativ/);
   });
 
   it('sets additionalProperties: false on every object it defines', () => {
@@ -84,43 +195,128 @@ describe('values.schema.json', () => {
   });
 });
 
-/** Runs `outrigger check` on a config text; returns its one-line summary or throws with its output. */
-function outriggerCheck(name: string, text: string): string {
-  requireBuild();
-  const file = join(tmp, name);
-  writeFileSync(file, text);
-  try {
-    return execFileSync(process.execPath, [MAIN_JS, 'check', file], { cwd: REPO, encoding: 'utf8', timeout: 30_000 });
-  } catch (err) {
-    const e = err as { status?: number; stdout?: string; stderr?: string };
-    throw new Error(`outrigger check exited ${e.status}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
+describe('every documented values combination, with real helm', () => {
+  const rendered = new Map<string, Rendered>();
+  const render = (name: string, values: Dict): Rendered => {
+    let r = rendered.get(name);
+    if (!r) rendered.set(name, (r = renderChart(CHART, values, { name: 'demo', namespace: 'shop' })));
+    return r;
+  };
+
+  it.each(COMBOS)('%s: passes helm lint --strict', (_name, values) => {
+    const out = helm(['lint', '--strict', CHART, '-f', valuesFile(values)]);
+    expect(out).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it.each(COMBOS)('%s: every rendered ConfigMap config passes `outrigger check`', (name, values) => {
+    const configs = configsOf(render(name, values));
+    expect(configs.length).toBe(values.existingConfigMap ? 0 : 1);
+    configs.forEach((text, i) => outriggerCheck(`${name.replace(/\W+/g, '-')}-${i}.yaml`, text));
+  }, 60_000);
+
+  it('every rendered object validates against the Kubernetes and prometheus-operator schemas, unknown fields included', async () => {
+    const all = COMBOS.flatMap(([name, values]) => render(name, values).docs);
+    const lib = parseManifests(helm(['template', 'rel', parentChart(true), '--namespace', 'shop'])).docs;
+    const libClassic = parseManifests(helm(['template', 'rel', parentChart(false), '--namespace', 'shop'])).docs;
+    const docs = [...all, ...lib, ...libClassic];
+    expect(new Set(docs.map((d) => d.kind))).toEqual(
+      new Set(['ConfigMap', 'Deployment', 'Secret', 'Service', 'ServiceAccount', 'PodMonitor', 'ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'NetworkPolicy']),
+    );
+    expect(await validateModels(docs)).toEqual([]);
+    expect(checkUnknownFields(docs)).toEqual([]);
+  }, 120_000);
+
+  it('the schema checks can fail: a wrong type and an unknown field are both reported', async () => {
+    const d = structuredClone(one(render('defaults (native sidecar)', {}), 'Deployment'));
+    const spec = ((d.spec as Dict).template as { spec: PodSpec }).spec;
+    (spec as Dict).terminationGracePeriodSeconds = 'soon';
+    (sidecarOf(spec) as Dict).restartPolicyy = 'Always';
+    expect((await validateModels([d])).join('\n')).toMatch(/terminationGracePeriodSeconds/);
+    expect(checkUnknownFields([d]).join('\n')).toMatch(/restartPolicyy/);
+  }, 60_000);
+
+  it('renders the same manifest every time: no random or looked-up token', () => {
+    for (const values of [{}, { adminToken: { value: 's3cret' } }]) {
+      const a = helm(['template', 'demo', CHART, '-f', valuesFile(values)]);
+      const b = helm(['template', 'demo', CHART, '-f', valuesFile(values)]);
+      expect(a).toBe(b);
+    }
+    for (const text of readChartTemplates()) expect(text).not.toMatch(/\{\{[^}]*\b(lookup|rand\w*|uuidv4|now)\b/);
+  });
+});
+
+function readChartTemplates(): string[] {
+  const dir = join(CHART, 'templates');
+  return ['_helpers.tpl', 'configmap.yaml', 'secret.yaml', 'deployment.yaml', 'dashboard-configmap.yaml', 'prometheusrule.yaml'].map((f) => readFileSync(join(dir, f), 'utf8'));
 }
 
+describe('YAML 1.1 and `on:`', () => {
+  it('gives a config that passes check from user values with unquoted retry.on and fallback.on', () => {
+    const userValues = `config:
+  defaults:
+    retry:
+      on: [connect-failure, reset, gateway-error]
+    fallback:
+      on: [breaker-open]
+      status: 503
+      body: degraded
+  routes:
+    - name: orders
+      match: { pathPrefix: /orders }
+      upstream: app
+      retry:
+        attempts: 3
+        on: [connect-failure, 5xx]
+      fallback:
+        on: [timeout, upstream-unavailable]
+        status: 504
+        body: '{"late":true}'
+    - name: default
+      match: { pathPrefix: / }
+      upstream: app
+`;
+    // Helm reads these values as YAML 1.1: every `on` key above arrives as `true`.
+    const asHelmReadsThem = parseYaml(userValues, { version: '1.1' }) as { config: { routes: Array<{ retry: Dict }> } };
+    expect(Object.keys(asHelmReadsThem.config.routes[0]?.retry ?? {})).toContain('true');
+    const r = renderChart(CHART, userValues);
+    const [text] = configsOf(r);
+    outriggerCheck('yaml11.yaml', text as string);
+    const cfg = parseYaml(text as string) as { defaults: Dict; routes: Array<{ retry: Dict; fallback: Dict }> };
+    expect((cfg.defaults.retry as Dict).on).toEqual(['connect-failure', 'reset', 'gateway-error']);
+    expect((cfg.defaults.fallback as Dict).on).toEqual(['breaker-open']);
+    expect(cfg.routes[0]?.retry.on).toEqual(['connect-failure', '5xx']);
+    expect(cfg.routes[0]?.fallback.on).toEqual(['timeout', 'upstream-unavailable']);
+    expect(text).not.toMatch(/"?true"?:/);
+  }, 60_000);
+
+  it('refuses values that set both the unquoted and the quoted key', () => {
+    const both = `config:\n  routes:\n    - name: r\n      match: { pathPrefix: / }\n      upstream: app\n      retry:\n        on: [reset]\n        "on": [5xx]\n`;
+    expect(() => renderChart(CHART, both)).toThrow(/sets both `on` and/);
+  });
+
+  it('renders the default values into a config equal to values.yaml read as YAML 1.2', () => {
+    const [text] = configsOf(renderChart(CHART));
+    const asWritten = (parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Dict).config;
+    expect(parseYaml(text as string)).toEqual(asWritten);
+  });
+});
+
 describe('the default Outrigger config in values.yaml', () => {
-  it('passes `outrigger check`', () => {
-    const out = outriggerCheck('values-config.yaml', stringifyYaml(defaults.config));
-    expect(out.trim().split('\n')).toHaveLength(1);
-  }, 60_000);
-
-  it('passes `outrigger check` as the chart renders it into the ConfigMap', () => {
-    const cm = renderChart(CHART).docs.find((d) => d.kind === 'ConfigMap') as Dict;
-    outriggerCheck('rendered.yaml', (cm.data as Record<string, string>)['outrigger.yaml'] as string);
-  }, 60_000);
-
   it('points the demo upstream at the demo app port and keeps listen ports equal to sidecar.ports', () => {
     const cfg = defaults.config as Dict;
     const demo = defaults.demo as Dict;
     const ports = (defaults.sidecar as Dict).ports as Dict;
     expect((((cfg.upstreams as Dict).app as Dict).endpoints as string[])[0]).toBe(`http://127.0.0.1:${String(demo.port)}`);
     expect(cfg.listen).toBe(`0.0.0.0:${String(ports.proxy)}`);
-    expect((cfg.admin as Dict).listen).toBe(`0.0.0.0:${String(ports.admin)}`);
+    // The admin surface stays on the pod's loopback; probes use the read-only status listener.
+    expect((cfg.admin as Dict).listen).toBe(`127.0.0.1:${String(ports.admin)}`);
+    expect((cfg.status as Dict).listen).toBe(`0.0.0.0:${String(ports.status)}`);
     expect((cfg.metrics as Dict).listen).toBe(`0.0.0.0:${String(ports.metrics)}`);
   });
 });
 
 describe('docs/kubernetes.md', () => {
-  it('has a minimal example whose manifests parse and whose config passes `outrigger check`', () => {
+  it('has a minimal example whose manifests validate and whose config passes `outrigger check`', async () => {
     const md = readFileSync(join(REPO, 'docs', 'kubernetes.md'), 'utf8');
     const block = /```yaml\n([\s\S]*?)```/.exec(md)?.[1] ?? '';
     const docs = parseAllDocuments(block).map((d) => {
@@ -129,9 +325,11 @@ describe('docs/kubernetes.md', () => {
     });
     expect(docs.map((d) => d.kind)).toEqual(['ConfigMap', 'Deployment']);
     outriggerCheck('docs-example.yaml', ((docs[0] as Dict).data as Record<string, string>)['outrigger.yaml'] as string);
-    const spec = ((((docs[1] as Dict).spec as Dict).template as Dict).spec as PodSpec);
+    const spec = (((docs[1] as Dict).spec as Dict).template as Dict).spec as PodSpec;
     expect(JSON.stringify(spec)).not.toContain('subPath');
     expect(sidecarOf(spec).restartPolicy).toBe('Always');
+    expect(await validateModels(docs)).toEqual([]);
+    expect(checkUnknownFields(docs)).toEqual([]);
   }, 60_000);
 });
 
@@ -164,28 +362,18 @@ describe('chart metadata', () => {
 });
 
 describe('templates', () => {
-  it('all parse as Go templates', () => {
-    const parsed = parseChartTemplates(CHART);
-    expect([...parsed.keys()]).toEqual(
-      expect.arrayContaining(['_helpers.tpl', 'deployment.yaml', 'configmap.yaml', 'secret.yaml', 'service.yaml', 'NOTES.txt']),
-    );
-  });
-
-  it('render the default values to valid YAML with the expected objects', () => {
+  it('render the default values to the expected objects, and NOTES that say how to reach the admin port', () => {
     const r = renderChart(CHART);
-    expect(r.docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Secret', 'Service', 'ServiceAccount']);
-    for (const d of r.docs) {
-      expect(typeof d.apiVersion).toBe('string');
-      expect(((d.metadata as Dict).labels as Dict)['app.kubernetes.io/managed-by']).toBe('Helm');
-    }
-    expect(r.notes).toContain('port-forward');
+    expect(r.docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Service', 'ServiceAccount']);
+    for (const d of r.docs) expect(((d.metadata as Dict).labels as Dict)['app.kubernetes.io/managed-by']).toBe('Helm');
+    const notes = renderNotes(CHART);
+    expect(notes).toContain('port-forward');
+    expect(notes).toContain('15000');
   });
 
   it('render the config into a ConfigMap mounted as a directory, never with subPath', () => {
     const r = renderChart(CHART);
     const cm = one(r, 'ConfigMap');
-    const data = cm.data as Record<string, string>;
-    expect(parseYaml(data['outrigger.yaml'] as string)).toEqual(defaults.config);
     const spec = podSpec(r);
     const sidecar = sidecarOf(spec);
     expect(sidecar.volumeMounts).toEqual([{ name: 'outrigger-config', mountPath: '/etc/outrigger', readOnly: true }]);
@@ -206,14 +394,16 @@ describe('templates', () => {
     expect(spec.terminationGracePeriodSeconds).toBe(35);
   });
 
-  it('fall back to a classic container with a preStop sleep, and count it in the grace period', () => {
+  it('fall back to a classic container whose preStop needs no shell, counted in the grace period', () => {
     const spec = podSpec(renderChart(CHART, { sidecar: { native: false } }));
     expect(spec.initContainers).toBeUndefined();
     expect(spec.containers.map((c) => c.name)).toEqual(['app', 'outrigger']);
     const sidecar = sidecarOf(spec);
     expect(sidecar.restartPolicy).toBeUndefined();
-    expect(sidecar.lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
+    expect(sidecar.lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
     expect(spec.terminationGracePeriodSeconds).toBe(40);
+    const exec = sidecarOf(podSpec(renderChart(CHART, { sidecar: { native: false, preStop: 'exec', preStopSleepSeconds: 7 } })));
+    expect(exec.lifecycle).toEqual({ preStop: { exec: { command: ['node', '-e', 'setTimeout(() => {}, 7000)'] } } });
   });
 
   it('derive terminationGracePeriodSeconds from any duration form, or take it as given', () => {
@@ -221,14 +411,16 @@ describe('templates', () => {
     expect(grace({ config: { drain: { delay: '1500ms', timeout: '1m' } } })).toBe(2 + 60 + 5);
     expect(grace({ config: { drain: { delay: 2500, timeout: '0.5h' } }, terminationGraceMarginSeconds: 0 })).toBe(3 + 1800);
     expect(grace({ config: { drain: { delay: '10s', timeout: '20s' } }, terminationGracePeriodSeconds: 90 })).toBe(90);
-    expect(() => renderChart(CHART, { config: { drain: { delay: 'soon' } } })).toThrow(/not a duration/);
+    // values.schema.json refuses it first; past the schema, the template still does.
+    expect(() => renderChart(CHART, { config: { drain: { delay: 'soon' } } })).toThrow(/drain\/delay/);
+    expect(() => renderChart(CHART, { config: { drain: { delay: 'soon' } } }, undefined, ['--skip-schema-validation'])).toThrow(/not a duration/);
   });
 
-  it('probe /livez and /readyz on the admin port and lock down the container', () => {
+  it('probe the read-only status port, never the admin port, and lock down the container', () => {
     const sidecar = sidecarOf(podSpec(renderChart(CHART)));
-    expect(sidecar.livenessProbe).toMatchObject({ httpGet: { path: '/livez', port: 15000 } });
-    expect(sidecar.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 15000 } });
-    expect(sidecar.startupProbe).toMatchObject({ httpGet: { path: '/readyz', port: 15000 } });
+    expect(sidecar.livenessProbe).toMatchObject({ httpGet: { path: '/livez', port: 15021 } });
+    expect(sidecar.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 15021 } });
+    expect(sidecar.startupProbe).toMatchObject({ httpGet: { path: '/readyz', port: 15021 } });
     expect(sidecar.securityContext).toMatchObject({
       runAsNonRoot: true,
       runAsUser: 1000,
@@ -239,22 +431,32 @@ describe('templates', () => {
     });
     expect((sidecar.resources as Dict).requests).toBeDefined();
     expect((sidecar.resources as Dict).limits).toBeDefined();
-    expect(sidecar.ports?.map((p) => p.containerPort)).toEqual([15001, 15000, 15090]);
+    // The admin port (15000) listens on the pod's loopback and is not declared.
+    expect(sidecar.ports?.map((p) => p.containerPort)).toEqual([15001, 15021, 15090]);
     for (const p of sidecar.ports ?? []) expect(String(p.name).length).toBeLessThanOrEqual(15);
   });
 
-  it('take the admin token from a Secret, generated or existing', () => {
-    const r = renderChart(CHART);
-    const secret = one(r, 'Secret');
-    const token = Buffer.from((secret.data as Record<string, string>).token as string, 'base64').toString();
-    expect(token).toMatch(/^[A-Za-z0-9]{32}$/);
-    expect(sidecarOf(podSpec(r)).env).toContainEqual({
+  it('refuse probes without a status listener, and ports that disagree with the config', () => {
+    expect(() => renderChart(CHART, { config: { status: null } })).toThrow(/probes need config\.status\.listen/);
+    const noProbes = { startup: { enabled: false }, liveness: { enabled: false }, readiness: { enabled: false } };
+    expect(sidecarOf(podSpec(renderChart(CHART, { config: { status: null }, sidecar: { probes: noProbes } }))).livenessProbe).toBeUndefined();
+    expect(() => renderChart(CHART, { config: { status: { listen: '0.0.0.0:9000' } } })).toThrow(/status listen address "0\.0\.0\.0:9000".*sidecar\.ports\.status \(15021\)/);
+    const moved = renderChart(CHART, { config: { status: { listen: '0.0.0.0:9000' } }, sidecar: { ports: { status: 9000 } } });
+    expect(sidecarOf(podSpec(moved)).readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 9000 } });
+    expect(() => renderChart(CHART, { config: { admin: { listen: '127.0.0.1:9001' } } })).toThrow(/admin listen address/);
+  });
+
+  it('take the admin token from a Secret that is stable across renders: existing, or from a value', () => {
+    expect(byKind(renderChart(CHART), 'Secret')).toEqual([]);
+    expect(sidecarOf(podSpec(renderChart(CHART))).env?.map((e) => e.name)).not.toContain('OUTRIGGER_ADMIN_TOKEN');
+    const given = renderChart(CHART, { adminToken: { value: 's3cret' } });
+    const secret = one(given, 'Secret');
+    expect((secret.data as Dict).token).toBe(Buffer.from('s3cret').toString('base64'));
+    expect(sidecarOf(podSpec(given)).env).toContainEqual({
       name: 'OUTRIGGER_ADMIN_TOKEN',
       valueFrom: { secretKeyRef: { name: (secret.metadata as Dict).name, key: 'token' } },
     });
-    const given = renderChart(CHART, { adminToken: { value: 's3cret' } });
-    expect((one(given, 'Secret').data as Dict).token).toBe(Buffer.from('s3cret').toString('base64'));
-    const existing = renderChart(CHART, { adminToken: { existingSecret: 'ops-token', key: 'admin' }, existingConfigMap: 'my-config' });
+    const existing = renderChart(CHART, { adminToken: { existingSecret: 'ops-token', key: 'admin', value: 'ignored' }, existingConfigMap: 'my-config' });
     expect(byKind(existing, 'Secret')).toEqual([]);
     expect(byKind(existing, 'ConfigMap')).toEqual([]);
     const spec = podSpec(existing);
@@ -274,30 +476,78 @@ describe('templates', () => {
     expect(((sm.metadata as Dict).labels as Dict).release).toBe('kps');
     const svcPorts = ((one(on, 'Service').spec as Dict).ports as Dict[]).map((p) => p.name);
     expect(svcPorts).toContain(((sm.spec as Dict).endpoints as Dict[])[0]?.port);
+    expect(() => renderChart(CHART, { metrics: { serviceMonitor: { enabled: true } }, service: { exposeMetrics: false } })).toThrow(/exposeMetrics/);
   });
 
-  it('ship the dashboard as a ConfigMap with the grafana_dashboard label behind a flag', () => {
+  it('ship the dashboard behind a flag, with a uid per release or the one given', () => {
     expect(byKind(renderChart(CHART), 'ConfigMap')).toHaveLength(1);
-    const r = renderChart(CHART, { dashboard: { enabled: true } });
-    const cm = byKind(r, 'ConfigMap').find((d) => String((d.metadata as Dict).name).endsWith('-dashboard')) as Dict;
-    expect(((cm.metadata as Dict).labels as Dict).grafana_dashboard).toBe('1');
-    const json = (cm.data as Record<string, string>)['outrigger.json'] as string;
-    expect(JSON.parse(json)).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards', 'outrigger.json'), 'utf8')));
+    const dash = (r: Rendered): { cm: Dict; key: string; json: Dict } => {
+      const cm = byKind(r, 'ConfigMap').find((d) => String((d.metadata as Dict).name).endsWith('-dashboard')) as Dict;
+      const [key, text] = Object.entries(cm.data as Record<string, string>)[0] as [string, string];
+      return { cm, key, json: JSON.parse(text) as Dict };
+    };
+    const a = dash(renderChart(CHART, { dashboard: { enabled: true } }, { name: 'a', namespace: 'shop' }));
+    const b = dash(renderChart(CHART, { dashboard: { enabled: true } }, { name: 'b', namespace: 'shop' }));
+    const a2 = dash(renderChart(CHART, { dashboard: { enabled: true } }, { name: 'a', namespace: 'other' }));
+    expect(((a.cm.metadata as Dict).labels as Dict).grafana_dashboard).toBe('1');
+    const uids = [a.json.uid, b.json.uid, a2.json.uid] as string[];
+    expect(new Set(uids).size).toBe(3);
+    for (const uid of uids) expect(uid.length).toBeLessThanOrEqual(40);
+    // The Grafana sidecar writes every dashboard into one folder: the file name is unique too.
+    expect(a.key).toBe(`${String(a.json.uid)}.json`);
+    const { uid: _u, ...rest } = a.json;
+    const { uid: _s, ...source } = JSON.parse(readFileSync(join(CHART, 'dashboards', 'outrigger.json'), 'utf8')) as Dict;
+    expect(rest).toEqual(source);
+    const named = dash(renderChart(CHART, { dashboard: { enabled: true, uid: 'edge-proxy' } }));
+    expect(named.json.uid).toBe('edge-proxy');
+    expect(named.key).toBe('edge-proxy.json');
   });
 
-  it('fail the render when the config listen ports and sidecar.ports disagree', () => {
-    expect(() => renderChart(CHART, { config: { admin: { listen: '0.0.0.0:9000' } } })).toThrow(/admin listen address "0\.0\.0\.0:9000".*sidecar\.ports\.admin \(15000\)/);
-    const moved = renderChart(CHART, { config: { admin: { listen: '0.0.0.0:9000' } }, sidecar: { ports: { admin: 9000 } } });
-    expect(sidecarOf(podSpec(moved)).readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 9000 } });
+  it('render the PrometheusRule, PodDisruptionBudget and NetworkPolicy only behind their flags', () => {
+    const off = renderChart(CHART);
+    for (const kind of ['PrometheusRule', 'PodDisruptionBudget', 'NetworkPolicy']) expect(byKind(off, kind)).toEqual([]);
+    const on = renderChart(CHART, {
+      prometheusRule: { enabled: true, matchers: 'namespace="shop"', additionalAlertLabels: { team: 'platform' } },
+      podDisruptionBudget: { enabled: true, maxUnavailable: '50%' },
+      networkPolicy: { enabled: true, proxyFrom: [{ podSelector: { matchLabels: { role: 'client' } } }] },
+    });
+    const rules = ((one(on, 'PrometheusRule').spec as Dict).groups as Array<{ rules: Array<{ alert: string; expr: string; labels: Dict }> }>)[0]?.rules ?? [];
+    expect(rules.map((x) => x.alert)).toHaveLength(7);
+    for (const rule of rules) {
+      expect(rule.labels.team).toBe('platform');
+      // Every selector of the rule carries the matchers, `up` aside (it has no Outrigger labels).
+      for (const sel of rule.expr.matchAll(/\b(outrigger_[a-z_]+)\{([^}]*)\}/g)) expect(sel[2], `${rule.alert}: ${sel[0]}`).toContain('namespace="shop"');
+    }
+    expect((one(on, 'PodDisruptionBudget').spec as Dict).maxUnavailable).toBe('50%');
+    const np = one(on, 'NetworkPolicy').spec as { ingress: Array<{ ports: Dict[]; from?: Dict[] }> };
+    expect(np.ingress.map((i) => i.ports[0]?.port)).toEqual([15001, 15021, 15090]);
+    expect(np.ingress[0]?.from).toEqual([{ podSelector: { matchLabels: { role: 'client' } } }]);
+    expect(np.ingress[2]?.from).toBeUndefined();
+    // Nothing may reach the admin port from outside the pod.
+    expect(JSON.stringify(np)).not.toContain('15000');
   });
 
-  it('render only the ConfigMap and Secret when the demo is off (library use)', () => {
-    const r = renderChart(CHART, { demo: { enabled: false } });
-    expect(r.docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Secret']);
+  it('render only the ConfigMap when the demo is off (library use)', () => {
+    const r = renderChart(CHART, { demo: { enabled: false }, podDisruptionBudget: { enabled: true }, networkPolicy: { enabled: true } });
+    expect(r.docs.map((d) => d.kind).sort()).toEqual(['ConfigMap']);
   });
+
+  it('work as a library from a parent chart, native and classic, with the names the subchart renders', () => {
+    for (const native of [true, false]) {
+      const r = parseManifests(helm(['template', 'rel', parentChart(native), '--namespace', 'shop']));
+      const cm = one(r, 'ConfigMap');
+      outriggerCheck(`parent-${String(native)}.yaml`, (cm.data as Record<string, string>)['outrigger.yaml'] as string);
+      const spec = podSpec(r);
+      expect(spec.volumes).toEqual([{ name: 'outrigger-config', configMap: { name: (cm.metadata as Dict).name } }]);
+      const sidecar = sidecarOf(spec);
+      expect(native ? spec.initContainers?.map((c) => c.name) : spec.containers.map((c) => c.name)).toEqual(native ? ['outrigger'] : ['shop', 'outrigger']);
+      expect(sidecar.restartPolicy).toBe(native ? 'Always' : undefined);
+      expect(spec.terminationGracePeriodSeconds).toBe(native ? 35 : 40);
+    }
+  }, 60_000);
 
   it('keep resource names within 63 characters and honour overrides', () => {
-    const long = renderChart(CHART, {}, { name: 'a'.repeat(70), namespace: 'ns' });
+    const long = renderChart(CHART, {}, { name: 'a'.repeat(53), namespace: 'ns' });
     expect(String((one(long, 'Deployment').metadata as Dict).name).length).toBeLessThanOrEqual(63);
     const named = renderChart(CHART, { fullnameOverride: 'edge' });
     expect((one(named, 'Deployment').metadata as Dict).name).toBe('edge');

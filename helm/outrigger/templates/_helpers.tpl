@@ -16,7 +16,8 @@ Library templates (see README.md, "Using the chart as a library"):
   outrigger.initContainers     the sidecar when sidecar.native is true, else nothing
   outrigger.containers         the sidecar when sidecar.native is false, else nothing
   outrigger.configVolume       the ConfigMap volume, as one list item (mounted as a directory, never subPath)
-  outrigger.probes             startupProbe, livenessProbe and readinessProbe on the admin port
+  outrigger.probes             startupProbe, livenessProbe and readinessProbe on the status port
+  outrigger.configYaml         the config as YAML, with YAML 1.1's "true" keys given back as `on`
   outrigger.terminationGracePeriodSeconds   derived from the drain settings
   outrigger.scrapeAnnotations  prometheus.io/* pod annotations
 */}}
@@ -141,17 +142,58 @@ waits up to drain.timeout for in-flight requests before it exits.
 {{- end -}}
 {{- end -}}
 
-{{/* Fails the render when a listen port in .config differs from sidecar.ports. */}}
+{{/*
+Fails the render when a listen port in .config differs from sidecar.ports, or when the
+probes are on but the config has no status listener for them.
+*/}}
 {{- define "outrigger.validate" -}}
 {{- $v := default .root.Values .values -}}
 {{- $c := default (dict) $v.config -}}
-{{- $listen := dict "proxy" (default "0.0.0.0:15001" $c.listen) "admin" (dig "admin" "listen" "0.0.0.0:15000" $c) "metrics" (dig "metrics" "listen" "0.0.0.0:15090" $c) -}}
+{{- $listen := dict "proxy" (default "0.0.0.0:15001" $c.listen) "admin" (dig "admin" "listen" "127.0.0.1:15000" $c) "metrics" (dig "metrics" "listen" "0.0.0.0:15090" $c) -}}
+{{- $status := dig "status" "listen" "" $c -}}
+{{- if $status }}{{ $_ := set $listen "status" $status }}{{ end -}}
 {{- range $which, $addr := $listen -}}
 {{- $want := get $v.sidecar.ports $which | int -}}
 {{- if ne (regexFind "[0-9]+$" $addr | int) $want -}}
 {{- fail (printf "outrigger: the %s listen address %q in config does not match sidecar.ports.%s (%d)" $which $addr $which $want) -}}
 {{- end -}}
 {{- end -}}
+{{- $p := $v.sidecar.probes -}}
+{{- if and (not $status) (not $v.existingConfigMap) (or $p.startup.enabled $p.liveness.enabled $p.readiness.enabled) -}}
+{{- fail "outrigger: the probes need config.status.listen (e.g. 0.0.0.0:15021); set it, or turn the probes off" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A retry or fallback block with YAML 1.1's "true" key (what an unquoted `on:` becomes when
+Helm reads values) given back its `on` key. Takes the block (a dict, or nothing); mutates it.
+The Outrigger config has no key named "true", so the mapping never changes a valid config.
+*/}}
+{{- define "outrigger.onKey" -}}
+{{- if kindIs "map" . -}}
+{{- if hasKey . "true" -}}
+{{- if hasKey . "on" -}}
+{{- fail "outrigger: a retry or fallback block sets both `on` and `\"on\"`; keep one" -}}
+{{- end -}}
+{{- $_ := set . "on" (get . "true") -}}
+{{- $_ := unset . "true" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Outrigger config as YAML, from a copy of .config with every retry/fallback `on` restored. */}}
+{{- define "outrigger.configYaml" -}}
+{{- $v := default .root.Values .values -}}
+{{- $c := deepCopy (default (dict) $v.config) -}}
+{{- with $c.defaults -}}
+{{- include "outrigger.onKey" .retry -}}
+{{- include "outrigger.onKey" .fallback -}}
+{{- end -}}
+{{- range $c.routes -}}
+{{- include "outrigger.onKey" .retry -}}
+{{- include "outrigger.onKey" .fallback -}}
+{{- end -}}
+{{- toYaml $c -}}
 {{- end -}}
 
 {{- define "outrigger.scrapeAnnotations" -}}
@@ -161,7 +203,7 @@ prometheus.io/port: {{ $v.sidecar.ports.metrics | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
 
-{{/* Probes on the admin port: liveness on /livez, readiness (and startup) on /readyz. */}}
+{{/* Probes on the read-only status port: liveness on /livez, readiness (and startup) on /readyz. */}}
 {{- define "outrigger.probes" -}}
 {{- $v := default .root.Values .values -}}
 {{- $p := $v.sidecar.probes -}}
@@ -169,7 +211,7 @@ prometheus.io/path: /metrics
 startupProbe:
   httpGet:
     path: /readyz
-    port: {{ $v.sidecar.ports.admin }}
+    port: {{ $v.sidecar.ports.status }}
   periodSeconds: {{ $p.startup.periodSeconds }}
   timeoutSeconds: {{ $p.startup.timeoutSeconds }}
   failureThreshold: {{ $p.startup.failureThreshold }}
@@ -178,7 +220,7 @@ startupProbe:
 livenessProbe:
   httpGet:
     path: /livez
-    port: {{ $v.sidecar.ports.admin }}
+    port: {{ $v.sidecar.ports.status }}
   periodSeconds: {{ $p.liveness.periodSeconds }}
   timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
   failureThreshold: {{ $p.liveness.failureThreshold }}
@@ -187,7 +229,7 @@ livenessProbe:
 readinessProbe:
   httpGet:
     path: /readyz
-    port: {{ $v.sidecar.ports.admin }}
+    port: {{ $v.sidecar.ports.status }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
@@ -218,7 +260,7 @@ container with a preStop sleep, under containers.
   env:
     - name: OUTRIGGER_CONFIG
       value: /etc/outrigger/outrigger.yaml
-    {{- if or $v.adminToken.existingSecret $v.adminToken.create }}
+    {{- if or $v.adminToken.existingSecret $v.adminToken.value }}
     - name: OUTRIGGER_ADMIN_TOKEN
       valueFrom:
         secretKeyRef:
@@ -232,8 +274,8 @@ container with a preStop sleep, under containers.
     - name: outrig-proxy
       containerPort: {{ $v.sidecar.ports.proxy }}
       protocol: TCP
-    - name: outrig-admin
-      containerPort: {{ $v.sidecar.ports.admin }}
+    - name: outrig-status
+      containerPort: {{ $v.sidecar.ports.status }}
       protocol: TCP
     - name: outrig-metrics
       containerPort: {{ $v.sidecar.ports.metrics }}
@@ -242,8 +284,14 @@ container with a preStop sleep, under containers.
   {{- if not $v.sidecar.native }}
   lifecycle:
     preStop:
+      {{- if eq $v.sidecar.preStop "sleep" }}
+      sleep:
+        seconds: {{ $v.sidecar.preStopSleepSeconds }}
+      {{- else }}
+      {{- /* The image has no shell or sleep binary; node itself waits. */}}
       exec:
-        command: ["sleep", "{{ $v.sidecar.preStopSleepSeconds }}"]
+        command: ["node", "-e", "setTimeout(() => {}, {{ mul $v.sidecar.preStopSleepSeconds 1000 }})"]
+      {{- end }}
   {{- end }}
   resources:
     {{- toYaml $v.sidecar.resources | nindent 4 }}
