@@ -47,18 +47,44 @@ export class BreakerOpenError extends ControlFlowError {
   }
 }
 
+/**
+ * A half-open probe that ended without telling anything about the upstream: the client
+ * left or aborted its upload, its handshake was invalid, or the proxy failed. cockatiel
+ * counts an error its policy does not handle as a success, which would close the breaker
+ * on an upstream that may still be failing. So the probe's error travels through cockatiel
+ * wrapped in this (handled) error, and the wrapper below undoes the failure it records:
+ * the breaker stays half-open and the next request is the probe.
+ */
+class NoVerdict extends ControlFlowError {
+  constructor(readonly inner: unknown) {
+    super('half-open probe ended without a verdict');
+    this.name = 'NoVerdict';
+  }
+}
+
+/** An attempt outcome that says something about the upstream (a verdict, either way). */
+function isUpstreamVerdict(err: unknown): boolean {
+  return err instanceof AttemptError && err.kind !== 'client-abort';
+}
+
 /** Records the open time cockatiel chose, so we can say when the probe will go out. */
 class RecordingBackoff implements IBackoff<IHalfOpenAfterBackoffContext> {
   readonly duration: number;
   constructor(
     private readonly inner: IBackoff<IHalfOpenAfterBackoffContext>,
     private readonly owner: Breaker,
+    immediate = false,
   ) {
     // Damping (flapping.damp) stretches each open time chosen while the breaker flaps.
-    this.duration = inner.duration * owner.dampFactor;
+    this.duration = immediate ? 0 : inner.duration * owner.dampFactor;
     owner.openForMs = this.duration;
   }
   next(ctx: IHalfOpenAfterBackoffContext): IBackoff<IHalfOpenAfterBackoffContext> {
+    // A probe without a verdict re-opens with no wait and without growing the open time.
+    if ('error' in ctx.result && ctx.result.error instanceof NoVerdict) {
+      this.owner.noVerdictReopen = true;
+      return new RecordingBackoff(this.inner, this.owner, true);
+    }
     return new RecordingBackoff(this.inner.next(ctx), this.owner);
   }
 }
@@ -85,6 +111,8 @@ export class Breaker {
   openForMs = 0;
   /** Multiplies the open time; above 1 only while flapping with flapping.damp on. */
   dampFactor = 1;
+  /** @internal set by RecordingBackoff: cockatiel's next 'open' undoes a probe without a verdict. */
+  noVerdictReopen = false;
   private openedAt = 0;
   private isolation: IDisposable | null = null;
   private readonly failKinds: ReadonlySet<FailureKind>;
@@ -131,7 +159,7 @@ export class Breaker {
 
     // A failed attempt is an AttemptError whose kind failOn lists; results are judged by
     // status below. Anything else (a client that went away) is neither success nor failure.
-    const failurePolicy = handleWhen((err) => err instanceof AttemptError && (this.failKinds.has(err.kind) || err.probeTimedOut)).orWhenResult(
+    const failurePolicy = handleWhen((err) => err instanceof NoVerdict || (err instanceof AttemptError && (this.failKinds.has(err.kind) || err.probeTimedOut))).orWhenResult(
       (r) => this.isFailureStatus((r as { status: number }).status),
     );
     this.policy = circuitBreaker(failurePolicy, { halfOpenAfter: factory, breaker: trip });
@@ -141,7 +169,7 @@ export class Breaker {
       this.consecutive = trip;
     } else {
       this.policy.onFailure((e) => {
-        if (e.handled) this.failuresInARow++;
+        if (e.handled && !('error' in e.reason && e.reason.error instanceof NoVerdict)) this.failuresInARow++;
       });
       this.policy.onSuccess(() => {
         this.failuresInARow = 0;
@@ -176,7 +204,12 @@ export class Breaker {
       this.hooks.onReject(this);
       return Promise.reject(new BreakerOpenError(this.retryAfterSeconds() ?? 1));
     }
-    return p.execute(() => fn(p.state !== CircuitState.Closed)).catch((err: unknown) => {
+    return p.execute(() => {
+      const probe = p.state !== CircuitState.Closed;
+      const run = fn(probe);
+      return probe ? run.catch((err: unknown) => Promise.reject(isUpstreamVerdict(err) ? err : new NoVerdict(err))) : run;
+    }).catch((err: unknown) => {
+      if (err instanceof NoVerdict) throw err.inner;
       if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
         this.hooks.onReject(this);
         throw new BreakerOpenError(this.retryAfterSeconds() ?? 1);
@@ -240,6 +273,14 @@ export class Breaker {
   }
 
   private transition(to: BreakerState): void {
+    if (this.noVerdictReopen) {
+      // Still half-open for us (no transition, no event, no open counted): cockatiel holds
+      // "open with no time left", so the next call goes out as the probe.
+      this.noVerdictReopen = false;
+      // cockatiel counted the probe as a failure in the row; it was not one.
+      if (this.consecutive !== null) this.consecutive.state = Math.max(0, (this.consecutive.state as number) - 1);
+      return;
+    }
     const from = this.state;
     if (from === to) return;
     this.state = to;

@@ -99,6 +99,52 @@ describe('Breaker (consecutive)', () => {
     ]);
   });
 
+  it.each([
+    ['a client that aborts its upload', () => new AttemptError('client-abort')],
+    ['a client that leaves', () => new ClientGoneError()],
+    ['a bug in the proxy', () => new TypeError('boom')],
+  ])('gives no verdict on a half-open probe ended by %s: still half-open, and the next call probes', async (_what, error) => {
+    const { b, transitions } = make({ consecutiveFailures: 2, halfOpenAfter: { base: 60, max: 1000 } });
+    await b.execute(status(503));
+    await b.execute(status(503));
+    expect(b.state).toBe('open');
+    const failuresBefore = b.consecutiveFailures;
+    // The probe goes out once the open time is up, and ends without a verdict.
+    const err = error();
+    const first = await waitFor(async () => {
+      const r = await settle(b.execute(() => Promise.reject(err)));
+      return r instanceof BreakerOpenError ? null : r;
+    }, { interval: 10, what: 'the probe' });
+    expect(first).toBe(err);
+    expect(b.state).toBe('half-open');
+    expect(b.opens).toBe(1);
+    expect(b.consecutiveFailures).toBe(failuresBefore);
+    // No wait, and the open time did not grow: the very next call is the probe.
+    let sawProbe = false;
+    await b.execute((probe) => {
+      sawProbe = probe;
+      return Promise.resolve({ status: 200 });
+    });
+    expect(sawProbe).toBe(true);
+    expect(b.state).toBe('closed');
+    expect(transitions).toEqual([
+      ['closed', 'open'],
+      ['open', 'half-open'],
+      ['half-open', 'closed'],
+    ]);
+  });
+
+  it('still counts a probe the upstream failed, and an upstream verdict failOn does not list as a success', async () => {
+    const { b } = make({ consecutiveFailures: 1, halfOpenAfter: 30, failOn: ['connect-failure'] });
+    await settle(b.execute(failWith('connect-failure')));
+    expect(b.state).toBe('open');
+    await waitFor(async () => (await settle(b.execute(failWith('connect-failure')))) instanceof AttemptError && b.state === 'open', { interval: 10, what: 'a failed probe' });
+    expect(b.opens).toBe(2);
+    // A reset is not in failOn: the upstream answered the probe in a way the route accepts.
+    await waitFor(async () => (await settle(b.execute(failWith('reset')))) instanceof AttemptError, { interval: 10, what: 'a reset probe' });
+    expect(b.state).toBe('closed');
+  });
+
   it('re-opens on a failed probe, with a growing open time when halfOpenAfter is { base, max }', async () => {
     const { b } = make({ consecutiveFailures: 1, halfOpenAfter: { base: 50, max: 150 } });
     await b.execute(status(503));
