@@ -9,6 +9,11 @@ import { dirname, join } from 'node:path';
 import { ConfigError, loadConfigFile, resolveConfigPath } from './config/load.js';
 import { start } from './app.js';
 
+/** A repeat of the first stop signal within this long is a duplicate delivery, not a second signal. */
+const DUPLICATE_SIGNAL_MS = 1000;
+/** How often a proxy started by npm checks that npm is still its parent. */
+const PARENT_POLL_MS = 500;
+
 const USAGE = `Usage:
   outrigger [--config FILE]              run the proxy (config: --config, then $OUTRIGGER_CONFIG, then config/outrigger.yaml)
   outrigger check FILE [--format json]   validate a config file and exit
@@ -76,6 +81,9 @@ async function run(args: string[]): Promise<void> {
     else usageError(`unknown argument ${a}`);
   }
   const configPath = resolveConfigPath(configFlag);
+  // Under `npm start`/`npm run demo` the parent is npm (or the `sh -c` it runs the script
+  // with). Remembered now, to notice when it goes away: see watchParent below.
+  const parentPid = process.ppid;
   // A signal during start-up must not kill the process with node's default action: a stop
   // is remembered and honoured (a clean drain) once the listeners are up; a SIGHUP is moot,
   // since the config is being read right now.
@@ -98,15 +106,10 @@ async function run(args: string[]): Promise<void> {
     process.stderr.write(`outrigger: cannot start: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
     process.exit(1);
   }
-  let signals = 0;
-  const onStop = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      app.log.warn({ signal: sig }, 'second signal: exiting now');
-      app.log.flush();
-      process.exit(130);
-    }
-    app.log.info({ signal: sig }, 'shutting down');
+  let stopping = false;
+  let firstSignal: { sig: NodeJS.Signals; at: number } | null = null;
+  const drainAndExit = () => {
+    stopping = true;
     app.drain().then(
       () => {
         app.log.flush(() => process.exit(0));
@@ -118,6 +121,25 @@ async function run(args: string[]): Promise<void> {
       },
     );
   };
+  const onStop = (sig: NodeJS.Signals) => {
+    if (firstSignal !== null) {
+      // One Ctrl-C under `npm start` arrives twice: the terminal signals the whole
+      // foreground process group (npm and node), and npm forwards its own copy to its
+      // child. A repeat of the same signal within a second is that copy, not a second
+      // request to stop at once.
+      if (sig === firstSignal.sig && Date.now() - firstSignal.at < DUPLICATE_SIGNAL_MS) {
+        app.log.debug({ signal: sig }, 'repeated signal within 1s: already draining');
+        return;
+      }
+      app.log.warn({ signal: sig }, 'second signal: exiting now');
+      app.log.flush();
+      process.exit(130);
+    }
+    firstSignal = { sig, at: Date.now() };
+    if (stopping) return; // already draining because the parent went away
+    app.log.info({ signal: sig }, 'shutting down');
+    drainAndExit();
+  };
   process.off('SIGTERM', early);
   process.off('SIGINT', early);
   process.off('SIGHUP', early);
@@ -125,6 +147,28 @@ async function run(args: string[]): Promise<void> {
   process.on('SIGINT', onStop);
   process.on('SIGHUP', () => void app.reload());
   if (earlyStop !== null) onStop(earlyStop);
+  // Started by npm (npm sets npm_lifecycle_event for every script it runs): if the parent,
+  // npm or a `sh -c` between it and us, dies without passing a signal on (`kill -9` of npm,
+  // a closed terminal, a shell that does not exec and dies of npm's forwarded SIGTERM),
+  // the proxy would keep its ports with nobody left to stop it. So when this process is
+  // re-parented, it drains and exits. (Not outside npm: in a container tini is the parent.)
+  if (process.env.npm_lifecycle_event) watchParent(parentPid, () => {
+    if (stopping || firstSignal !== null) return;
+    app.log.info({ parentPid }, 'the parent process (npm) exited: shutting down');
+    drainAndExit();
+  });
+}
+
+/** Calls onGone (once) when this process's parent is no longer parentPid. */
+function watchParent(parentPid: number, onGone: () => void): void {
+  const check = () => {
+    if (process.ppid === parentPid) return;
+    clearInterval(timer);
+    onGone();
+  };
+  const timer = setInterval(check, PARENT_POLL_MS);
+  timer.unref();
+  check(); // the parent may already have gone during start-up
 }
 
 const argv = process.argv.slice(2);
