@@ -14,7 +14,7 @@ import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/ht
 import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
 import { parseListen } from './util/units.js';
-import { WebSocketProxy } from './proxy/websocket.js';
+import { UpgradeTracker, isUpgrade } from './proxy/upgrade.js';
 
 export interface StartOptions {
   configPath: string;
@@ -148,9 +148,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   // maxHeadersCount 0: Node never drops header lines past its default 2,000; the handler
   // counts them against http.maxHeaders and refuses with 431, instead of forwarding a
   // request rebuilt from a truncated set.
-  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes }, createProxyHandler(state));
+  // shouldUpgradeCallback: an `Upgrade: h2c` offer is ignored and the request served as HTTP/1.1.
+  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes, shouldUpgradeCallback: isUpgrade }, createProxyHandler(state));
   proxyServer.maxHeadersCount = 0;
-  const ws = new WebSocketProxy(state, metrics);
+  const ws = new UpgradeTracker(state);
   proxyServer.on('upgrade', ws.handleUpgrade);
   // Without a 'connect' listener Node closes a CONNECT's socket without a word.
   proxyServer.on('connect', (req: IncomingMessage, socket: Duplex) => {

@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   OUTRIGGER_TIMEOUT: { status: 504, message: 'the upstream did not answer within the deadline' },
   OUTRIGGER_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the upstream could not be reached' },
   OUTRIGGER_OVERLOADED: { status: 503, message: 'too many requests in flight on this route' },
+  OUTRIGGER_DRAINING: { status: 503, message: 'the proxy is draining and takes no new upgraded connections; retry on another instance' },
   OUTRIGGER_BAD_REQUEST: { status: 400, message: 'the request cannot be proxied' },
   OUTRIGGER_INTERNAL: { status: 500, message: 'the proxy failed unexpectedly; see its error log' },
   OUTRIGGER_UPSTREAM_RESET: { status: 502, message: 'the upstream broke off its response before any of it reached the client' },

@@ -15,6 +15,9 @@ import type { CompiledRoute } from './proxy/exchange.js';
 import { Router, compileMatcher } from './proxy/router.js';
 import { Upstream } from './proxy/upstream.js';
 import { CLOSE_REASONS, UPGRADE_OUTCOMES } from './proxy/websocket.js';
+import { Attempt } from './proxy/attempt.js';
+import { upgradeAttempt } from './proxy/upgrade.js';
+import type { Exchange, Reply } from './proxy/exchange.js';
 
 interface Kept<T> {
   key: string;
@@ -138,7 +141,9 @@ export class Runtime {
         rewriteTo: rc.rewritePrefix ?? null,
         fallback: rc.fallback ? new FallbackPlan(rc.fallback) : null,
       };
-      routes.push({ ...parts, handler: buildPipeline(parts) });
+      // One stack per transport over the same policy objects: the HTTP request and the upgrade
+      // handshake differ only in the attempt at the bottom.
+      routes.push({ ...parts, handler: buildPipeline(parts, httpAttempt), upgradeHandler: buildPipeline(parts, upgradeAttempt) });
     }
 
     const accessLog = cfg.log.accessLog;
@@ -217,4 +222,8 @@ function unmatchedMetrics(metrics: Metrics): RouteMetrics {
   const rm = metrics.forRoute(UNMATCHED_ROUTE, null);
   rm.zeroCodes(null, UNMATCHED_CODES);
   return rm;
+}
+
+function httpAttempt(ex: Exchange, endpoint: number, probe: boolean): Promise<Reply> {
+  return new Attempt(ex, endpoint, probe).run();
 }

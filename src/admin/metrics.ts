@@ -324,7 +324,7 @@ export class RouteMetrics {
   durationCount = 0;
 
   constructor(
-    m: Metrics,
+    private readonly m: Metrics,
     readonly route: string,
     readonly upstream: string | null,
   ) {
@@ -374,6 +374,20 @@ export class RouteMetrics {
     for (const o of outcomes) m.wsUpgrades.labels(this.route, o).inc(0);
     for (const r of reasons) m.wsClosed.labels(this.route, r).inc(0);
     m.wsConnections.labels(this.route).inc(0);
+  }
+
+  /** A finished WebSocket handshake (outrigger_websocket_upgrades_total). */
+  wsUpgrade(outcome: string): void {
+    this.m.wsUpgrades.labels(this.route, outcome).inc();
+  }
+
+  wsOpened(): void {
+    this.m.wsConnections.labels(this.route).inc();
+  }
+
+  wsClosed(reason: string): void {
+    this.m.wsConnections.labels(this.route).dec();
+    this.m.wsClosed.labels(this.route, reason).inc();
   }
 
   request(method: string, code: number): void {

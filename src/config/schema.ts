@@ -195,8 +195,11 @@ const websocketShape = {
   maxLifetime: duration,
   maxConnections: z.number().int().min(1),
   ping: duration,
+  maxBufferedBytes: size
+    .refine((n) => n >= 1024 && n <= 256 * 1024 * 1024, { error: 'expected a size from 1KiB to 256MiB' })
+    .meta({ description: 'Largest WebSocket message, and most bytes queued toward one leg before the next message; past it the connection is closed with 1009.' }),
 };
-const websocketDefaults = { handshakeTimeout: 5000, idleTimeout: 0, maxLifetime: 0, maxConnections: 10_000, ping: 0 };
+const websocketDefaults = { handshakeTimeout: 5000, idleTimeout: 0, maxLifetime: 0, maxConnections: 10_000, ping: 0, maxBufferedBytes: 1024 * 1024 };
 
 // Health thresholds: a route's error ratio over a rolling window (at most the 5 minutes the
 // stats ring keeps) sets its level in /health and on the status page; never liveness.

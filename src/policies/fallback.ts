@@ -14,6 +14,7 @@ const TRIGGER_OF: Partial<Record<ErrorCode, FallbackOn>> = {
 
 /** A response the proxy makes itself: a fallback or an error. */
 export class StaticReply implements Reply {
+  readonly retryAfter = null;
   constructor(
     readonly status: number,
     private readonly headers: readonly string[],

@@ -24,6 +24,28 @@ export class AttemptError extends ControlFlowError {
     super(kind);
     this.name = 'AttemptError';
   }
+
+  /** The upstream answered, but not validly (an invalid 101): never retried. */
+  get answered(): boolean {
+    return false;
+  }
+}
+
+/**
+ * The upstream answered an upgrade with something that is not a valid switch: a 101 with a
+ * missing or wrong Upgrade, a bad Sec-WebSocket-Accept, a subprotocol the client did not
+ * offer, or another 1xx. A failure like a reset (breaker failOn `reset`), but the upstream
+ * did answer, so it is not retried. The client gets 502 and never a 101.
+ */
+export class InvalidUpgradeError extends AttemptError {
+  constructor(readonly detail: string) {
+    super('reset');
+    this.name = 'InvalidUpgradeError';
+  }
+
+  override get answered(): boolean {
+    return true;
+  }
 }
 
 const CONNECT_CODES = new Set([

@@ -13,22 +13,27 @@
 // Deadline outside retry (Envoy's route timeout) means retries can never stretch a
 // request past its timeout; breaker inside retry (Envoy's outlier detection) means a
 // retry storm trips the breaker rather than hiding from it.
+//
+// The transport's attempt is handed in: an HTTP request (proxy/attempt.ts) and an upgrade
+// handshake (proxy/upgrade.ts) go through the same layers, so every rule above holds for
+// both by construction.
 import type { CompiledRoute, Exchange, Handler, Reply } from '../proxy/exchange.js';
-import { Attempt } from '../proxy/attempt.js';
 import { breakerLayer } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
 import { RetryPlan, retryLayer } from './retry.js';
 
-type Parts = Omit<CompiledRoute, 'handler'>;
+type Parts = Omit<CompiledRoute, 'handler' | 'upgradeHandler'>;
 
-function attemptLayer(ex: Exchange, probe: boolean): Promise<Reply> {
-  if (ex.endpoint < 0) ex.endpoint = ex.route.upstream.pick();
-  ex.attempts++;
-  return new Attempt(ex, ex.endpoint, probe).run();
-}
+/** One try against endpoint `endpoint`; `probe` when it is the breaker's half-open probe. */
+export type AttemptFn = (ex: Exchange, endpoint: number, probe: boolean) => Promise<Reply>;
 
-export function buildPipeline(route: Parts): Handler {
+export function buildPipeline(route: Parts, run: AttemptFn): Handler {
   const breaker = route.breaker;
+  const attemptLayer = (ex: Exchange, probe: boolean): Promise<Reply> => {
+    if (ex.endpoint < 0) ex.endpoint = ex.route.upstream.pick();
+    ex.attempts++;
+    return run(ex, ex.endpoint, probe);
+  };
   const attempt: Handler = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);

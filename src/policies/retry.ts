@@ -9,10 +9,9 @@ import type { RetryReason } from '../admin/metrics.js';
 import { ProxyError } from '../errors.js';
 import { parseRetryAfter } from '../proxy/headers.js';
 import { ClientGoneError, type Exchange, type Handler, type Reply } from '../proxy/exchange.js';
-import type { Attempt } from '../proxy/attempt.js';
 import { backoffDelay, type DecorrelatedState } from './backoff.js';
 import { BreakerOpenError } from './breaker.js';
-import { AttemptError, type FailureKind } from './outcome.js';
+import { AttemptError, InvalidUpgradeError, type FailureKind } from './outcome.js';
 
 /** The route's retry settings, compiled once into sets and flags. */
 export class RetryPlan {
@@ -41,6 +40,7 @@ export class RetryPlan {
 
   /** Why a failed attempt should be retried, or null. A per-try timeout counts as reset. */
   reasonForFailure(err: AttemptError): RetryReason | null {
+    if (err.answered) return null;
     switch (err.kind) {
       case 'connect-failure':
         return this.on.has('connect-failure') ? 'connect_failure' : null;
@@ -73,6 +73,7 @@ function bodyReplayable(ex: Exchange): boolean {
 
 /** Maps a final attempt failure to the error the client sees. */
 export function finalError(err: AttemptError): ProxyError {
+  if (err instanceof InvalidUpgradeError) return new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `the upstream's answer to the upgrade is invalid: ${err.detail}`);
   if (err.kind === 'timeout') return new ProxyError('OUTRIGGER_TIMEOUT', err.timeoutKind === 'per_try' ? 'the upstream did not answer within the per-try timeout' : undefined);
   const detail = err.kind === 'connect-failure' ? 'connection failed' : err.kind === 'refused-stream' ? 'connection closed before the request was sent' : 'connection reset before response headers';
   return new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `the upstream could not be reached: ${detail}`);
@@ -136,7 +137,7 @@ function retryDelay(ex: Exchange, plan: RetryPlan, reply: Reply | null, n: numbe
   let delay: number;
   let nextState = state;
   const s = plan.settings;
-  const ra = reply !== null && (reply.status === 429 || reply.status === 503) && s.retryAfter.honor ? (reply as Attempt).head?.retryAfter : null;
+  const ra = reply !== null && (reply.status === 429 || reply.status === 503) && s.retryAfter.honor ? reply.retryAfter : null;
   const ms = ra ? parseRetryAfter(ra) : null;
   if (ms !== null) {
     // An unparseable Retry-After is ignored (backoff applies); a too-long one makes the response final.

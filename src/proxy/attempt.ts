@@ -58,6 +58,10 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
    */
   private headPending = false;
 
+  get retryAfter(): string | null {
+    return this.head?.retryAfter ?? null;
+  }
+
   constructor(
     private readonly ex: Exchange,
     private readonly endpointIndex: number,

@@ -3,7 +3,7 @@
 // layer must respect (client gone, deadline passed). Config lives in CompiledRoute,
 // built once per config load; an Exchange only points at it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { BulkheadPolicy } from 'cockatiel';
 import type { EffectiveRoute } from '../config/load.js';
 import type { RouteMetrics } from '../admin/metrics.js';
@@ -14,9 +14,14 @@ import type { FallbackPlan } from '../policies/fallback.js';
 import type { Upstream } from './upstream.js';
 import { ControlFlowError } from '../errors.js';
 
-/** What the header phase produces: an upstream response or one the proxy made. */
+/**
+ * What the header phase produces: an upstream response (HTTP, or the answer to an upgrade
+ * handshake) or one the proxy made. The policy layers see only this, whatever the transport.
+ */
 export interface Reply {
   readonly status: number;
+  /** The Retry-After header value, if the upstream sent one. */
+  readonly retryAfter: string | null;
   /** Writes the response to the client (streams the body for upstream replies). */
   send(ex: Exchange): void;
   /** Throws the reply away without sending it (a retried attempt, a replaced 5xx). */
@@ -34,8 +39,10 @@ export interface CompiledRoute {
   readonly bulkhead: BulkheadPolicy;
   readonly budget: RetryBudget;
   readonly metrics: RouteMetrics;
-  /** The composed policy stack for this route (pipeline.ts). */
+  /** The composed policy stack for this route's HTTP requests (pipeline.ts). */
   readonly handler: Handler;
+  /** The same stack over the upgrade handshake attempt (WebSocket and other upgrades). */
+  readonly upgradeHandler: Handler;
   /** The route's fallback, built once; also used by the WebSocket handshake. */
   readonly fallback: FallbackPlan | null;
   /** Prefix to replace in the path (match.pathPrefix or match.path), when rewritePrefix is set. */
@@ -49,6 +56,29 @@ export class ClientGoneError extends ControlFlowError {
     super('client went away');
     this.name = 'ClientGoneError';
   }
+}
+
+/** An upgrade handshake's client side: what the Upgrade asked for, and the raw socket. */
+export interface UpgradeRequest {
+  /** The Upgrade token, lower case ("websocket", or a protocol the route lists). */
+  readonly token: string;
+  readonly socket: Duplex;
+  /** Bytes the client sent after its handshake (they belong to the upgraded protocol). */
+  readonly head: Buffer;
+  /** Hands an established connection to whoever tracks them (drain, caps, metrics). */
+  readonly connections: UpgradedConnections;
+  /** Called once the client has its 101: the handshake exchange is over. */
+  switched(): void;
+}
+
+/** The tracker of upgraded connections (proxy/upgrade.ts), as the transports see it. */
+export interface UpgradedConnections {
+  /**
+   * Registers an established connection of `route`; `cut` ends it at once (drain), with a
+   * close code where the protocol has one. Returns what the connection calls once, when it
+   * has ended, with why and what to log.
+   */
+  add(route: CompiledRoute, token: string, cut: (code: number, text: string) => void): (reason: string, info: Record<string, unknown>) => void;
 }
 
 export class Exchange {
@@ -84,6 +114,8 @@ export class Exchange {
 
   /** The runtime this request started under; its pools stay open until we finish (Runtime.retire). */
   runtime: { release(): void } | null = null;
+  /** Set for an upgrade handshake: the attempt at the bottom of the stack is the handshake. */
+  upgrade: UpgradeRequest | null = null;
 
   constructor(
     readonly req: IncomingMessage,

@@ -7,7 +7,7 @@ import { ProxyError, errorResponse } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
-import { ClientGoneError, Exchange, type Reply } from './exchange.js';
+import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
 import { AttemptError } from '../policies/outcome.js';
 
@@ -49,10 +49,7 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     ex.via = rt.config.http.via;
     ex.authority = target.authority;
 
-    state.inflight++;
-    rt.acquire();
-    ex.runtime = rt;
-    route.metrics.inflight++;
+    begin(state, rt, ex);
     res.once('close', () => finish(state, ex));
 
     const cl = req.headers['content-length'];
@@ -122,9 +119,18 @@ function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
   });
 }
 
-function run(state: ProxyState, ex: Exchange): void {
+/** Counts an exchange as in flight (drain waits for it; its runtime's pools stay open). */
+export function begin(state: ProxyState, rt: Runtime, ex: Exchange): void {
+  state.inflight++;
+  rt.acquire();
+  ex.runtime = rt;
+  ex.route.metrics.inflight++;
+}
+
+/** Runs the route's stack (HTTP, or the upgrade stack) and sends what it produced. */
+export function run(state: ProxyState, ex: Exchange, handler: Handler = ex.route.handler): void {
   if (ex.finished) return;
-  ex.route.handler(ex).then(
+  handler(ex).then(
     (reply: Reply) => {
       if (ex.finished || ex.clientGone) {
         reply.discard();
@@ -143,7 +149,8 @@ function run(state: ProxyState, ex: Exchange): void {
   );
 }
 
-function fail(state: ProxyState, ex: Exchange, err: unknown): void {
+/** The one place an error of the stack becomes the client's response. */
+export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   if (ex.finished || ex.clientGone || err instanceof ClientGoneError) return;
   let pe: ProxyError;
   if (err instanceof ProxyError) pe = err;
@@ -167,13 +174,16 @@ function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   ex.res.end(ex.method === 'HEAD' ? undefined : r.body);
 }
 
-function finish(state: ProxyState, ex: Exchange): void {
+/**
+ * Accounts for an exchange once (metrics, access log, drain): when its response has closed,
+ * or, for an upgrade, when the client has its 101 (`answered`). Not answered, and not cut
+ * by us: the client left (499).
+ */
+export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writableFinished): void {
   if (!ex.markFinished()) return;
-  const res = ex.res;
-  // 'close' before the response finished, and not because we cut it: the client left.
-  const clientGone = !res.writableFinished && !ex.truncated;
+  const clientGone = !answered && !ex.truncated;
   const midBodyLoss = ex.truncated;
-  if (!res.writableFinished) {
+  if (!answered) {
     ex.clientGone = true;
     ex.cancel?.(new ClientGoneError());
   }
@@ -192,6 +202,7 @@ function finish(state: ProxyState, ex: Exchange): void {
         route: ex.route.name,
         method: ex.method,
         path: ex.path,
+        upgrade: ex.upgrade?.token,
         status: code,
         attempts: ex.attempts,
         durationMs: Math.round(seconds * 1e6) / 1000,
@@ -207,7 +218,8 @@ function finish(state: ProxyState, ex: Exchange): void {
   if (state.inflight === 0) state.onIdle?.();
 }
 
-function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string, close = false): void {
+/** Answers a request refused before it has a route (bad target, no route), counted as unmatched. */
+export function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string, close = false): void {
   const start = performance.now();
   const r = errorResponse(err, null, 0, requestId);
   // A refused target (a limit, a smuggling-shaped request) closes the connection: what

@@ -1,37 +1,31 @@
-// WebSocket proxying. The handshake runs under the route's policies (connection cap,
-// breaker, retry with backoff before the upstream answered, handshake timeout); after a
-// genuine 101 the two legs are relayed message by message with `ws` on each side.
+// WebSocket: the handshake attempt at the bottom of the route's policy stack, and the relay
+// that runs once both legs are open.
 //
-// Why a message relay and not a raw socket pipe: the proxy must ping the upstream and
-// close both sides with 1001 on drain, idle or lifetime. Injecting those frames into a
-// raw byte pipe would need a frame parser of our own; `ws` owns framing on each leg, and
-// close codes, pings and pongs are relayed explicitly. Subprotocols pass through (the
-// client leg selects exactly what the upstream chose); permessage-deflate is negotiated
-// per leg, and only offered upstream when the client offered it.
-import { randomUUID } from 'node:crypto';
-import { ServerResponse, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+// Why a message relay and not a raw socket pipe: the proxy must ping the upstream, close
+// both sides with 1001 on drain, idle or lifetime, and bound what it buffers per connection
+// (websocket.maxBufferedBytes, 1009 past it). Injecting frames into a byte pipe, or finding
+// message boundaries in it, would need a frame parser of our own; `ws` owns framing on each
+// leg, and close codes, pings and pongs are relayed explicitly. bench/RESULTS.md has the
+// relay's cost next to a raw byte tunnel. Subprotocols pass through (the client leg selects
+// exactly what the upstream chose); permessage-deflate is negotiated per leg, and only
+// offered upstream when the client offered it.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type * as WsNamespace from 'ws';
 import type { WebSocket, WebSocketServer, RawData } from 'ws';
-import type { Metrics } from '../admin/metrics.js';
-import { ProxyError, errorResponse } from '../errors.js';
-import { backoffDelay, type DecorrelatedState } from '../policies/backoff.js';
-import { BreakerOpenError } from '../policies/breaker.js';
-import { AttemptError, classifyError, type FailureKind } from '../policies/outcome.js';
-import { Exchange, type CompiledRoute } from './exchange.js';
-import type { ProxyState } from './http.js';
-import { resolveTarget, upstreamPathOf } from './router.js';
+import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError, type FailureKind } from '../policies/outcome.js';
+import { attemptBudget } from '../policies/timeout.js';
+import { ClientGoneError, type CompiledRoute, type Exchange, type Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
-import { FakeUpgradeError, relayAnswer, tunnel } from './tunnel.js';
+import { AnswerReply } from './tunnel.js';
 
 export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
 export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
-export const CLOSE_REASONS = ['client', 'upstream', 'idle', 'lifetime', 'drain', 'error'] as const;
+export const CLOSE_REASONS = ['client', 'upstream', 'idle', 'lifetime', 'drain', 'error', 'buffer_overflow'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
-/** Pause the sending side once the receiving leg has this much queued. */
-const HIGH_WATER = 1024 * 1024;
 const PING_PAYLOAD = Buffer.from('outrigger');
 // ws readyState values (RFC 6455 / WHATWG).
 const OPEN = 1;
@@ -39,23 +33,265 @@ const CLOSED = 3;
 
 // `ws` is loaded on the first upgrade: a proxy that never sees one saves its memory.
 type WsModule = typeof WsNamespace;
+interface WsInternals {
+  subprotocol: { parse(header: string): Set<string> };
+  extension: { parse(header: string): Record<string, unknown[]> };
+  PerMessageDeflate: new (opts: { isServer: boolean; maxPayload: number }) => { accept(offers: unknown[]): unknown };
+}
 let wsLib: WsModule | null = null;
+let wsInternals: WsInternals | null = null;
 let wsLoading: Promise<WsModule> | null = null;
-function loadWs(): Promise<WsModule> {
-  return (wsLoading ??= import('ws').then((m) => (wsLib = m)));
+export function loadWs(): Promise<WsModule> {
+  return (wsLoading ??= import('ws').then((m) => {
+    // ws's own header parsers, so a client handshake is judged before the upstream is dialled
+    // exactly as ws would judge it after. They are not in ws's exports map: loaded by path.
+    const req = createRequire(import.meta.url);
+    const lib = join(dirname(req.resolve('ws/package.json')), 'lib');
+    wsInternals = {
+      subprotocol: req(join(lib, 'subprotocol.js')) as WsInternals['subprotocol'],
+      extension: req(join(lib, 'extension.js')) as WsInternals['extension'],
+      PerMessageDeflate: req(join(lib, 'permessage-deflate.js')) as WsInternals['PerMessageDeflate'],
+    };
+    return (wsLib = m);
+  }));
+}
+export const wsLoaded = (): boolean => wsLib !== null;
+
+/**
+ * Why the client's handshake is not one `ws` would accept, or null. Checked before the
+ * stack runs: a bad client handshake must never reach the upstream, nor its breaker.
+ */
+export function invalidClientHandshake(req: IncomingMessage, maxPayload: number): string | null {
+  const key = req.headers['sec-websocket-key'];
+  const version = req.headers['sec-websocket-version'];
+  if (req.method !== 'GET') return 'a WebSocket handshake must be a GET';
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
+  if (version !== '13' && version !== '8') return 'Sec-WebSocket-Version must be 13';
+  const w = wsInternals as WsInternals;
+  const protocols = req.headers['sec-websocket-protocol'];
+  if (protocols !== undefined) {
+    try {
+      w.subprotocol.parse(protocols);
+    } catch {
+      return 'invalid Sec-WebSocket-Protocol (tokens, each at most once)';
+    }
+  }
+  const extensions = req.headers['sec-websocket-extensions'];
+  if (extensions !== undefined) {
+    try {
+      const offers = w.extension.parse(extensions);
+      const deflate = offers['permessage-deflate'];
+      if (deflate !== undefined) new w.PerMessageDeflate({ isServer: true, maxPayload }).accept(deflate);
+    } catch {
+      return 'invalid Sec-WebSocket-Extensions';
+    }
+  }
+  return null;
 }
 
 /** Handshake headers the ws client sets itself (hop-by-hop ones are already gone). */
 const WS_SET_BY_CLIENT = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'content-length']);
 
-interface Opened {
-  status: 101;
-  upstream: WebSocket;
-  headers: IncomingMessage['headers'];
+/**
+ * A ws:// URL whose path is exactly the one routed. ws re-parses a string address with
+ * WHATWG rules (which resolve `..`, `%2e` and `\`), and would then connect to another path
+ * than the route matched.
+ */
+function exactPathUrl(origin: string, path: string): URL {
+  const url = new URL(origin.replace(/^http/, 'ws'));
+  Object.defineProperties(url, { pathname: { get: () => path }, search: { get: () => '' } });
+  return url;
 }
-/** A 101 with both legs open, or another answer, relayed to the client as it is. */
-type Handshake = Opened | { status: number; res: IncomingMessage };
 
+/** What arrives on the upstream leg between its 101 and the relay: kept, in order. */
+type Early = ['message', RawData, boolean] | ['ping' | 'pong', Buffer] | ['close', number, Buffer] | ['error', Error];
+
+/** The upstream's 101: its leg is open and paused, with everything it sent since kept. */
+class OpenedReply implements Reply {
+  readonly status = 101;
+  readonly retryAfter = null;
+  private readonly early: Early[] = [];
+  /** Listeners typed per event, stored as ws's untyped listener shape. */
+  private readonly listeners: Array<[string, (...args: unknown[]) => void]> = [];
+
+  constructor(
+    readonly upstream: WebSocket,
+    readonly headers: IncomingMessage['headers'],
+  ) {
+    // Frames can come in the same read as the 101 (greeting protocols: engine.io, graphql-ws,
+    // STOMP). ws emits them on the next tick, before any promise continuation: catch them now.
+    const keep = <A extends unknown[]>(e: string, f: (...args: A) => void) => {
+      const g = f as unknown as (...args: unknown[]) => void;
+      upstream.on(e, g);
+      this.listeners.push([e, g]);
+    };
+    keep('message', (d: RawData, b: boolean) => this.early.push(['message', d, b]));
+    keep('ping', (d: Buffer) => this.early.push(['ping', d]));
+    keep('pong', (d: Buffer) => this.early.push(['pong', d]));
+    keep('close', (c: number, r: Buffer) => this.early.push(['close', c, r]));
+    keep('error', (e: Error) => this.early.push(['error', e]));
+    upstream.pause();
+  }
+
+  send(ex: Exchange): void {
+    const up = ex.upgrade;
+    if (up === null) throw new Error('a WebSocket reply outside an upgrade exchange');
+    const client = up.socket;
+    if (client.destroyed) return this.discard();
+    const route = ex.route;
+    const extra = [`x-outrigger-attempts: ${ex.attempts}`];
+    const cookies = this.headers['set-cookie'];
+    if (cookies !== undefined) for (const c of cookies) extra.push(`set-cookie: ${c}`);
+    pending.set(ex.req, { protocol: this.upstream.protocol, extra });
+    const deflate = this.upstream.extensions.includes('permessage-deflate');
+    let accepted = false;
+    client.once('close', () => {
+      if (accepted) return;
+      // ws refused the client's handshake after all (it answers 400 itself), or the client left.
+      pending.delete(ex.req);
+      this.upstream.terminate();
+    });
+    serverFor(deflate, route.config.websocket.maxBufferedBytes).handleUpgrade(ex.req, client, up.head, (leg) => {
+      accepted = true;
+      pending.delete(ex.req);
+      for (const [e, f] of this.listeners) this.upstream.off(e, f);
+      const c = new Connection(ex, leg, this.upstream, this.early);
+      ex.status = 101;
+      up.switched();
+      c.start(up.connections.add(route, 'websocket', (code, text) => c.end('drain', code, text)));
+    });
+  }
+
+  discard(): void {
+    for (const [e, f] of this.listeners) this.upstream.off(e, f);
+    this.upstream.terminate();
+  }
+}
+
+/** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
+const pending = new WeakMap<IncomingMessage, { protocol: string; extra: string[] }>();
+const servers = new Map<string, WebSocketServer>();
+
+/** A `ws` server (noServer) per deflate setting and message limit; they hold no state of their own. */
+function serverFor(deflate: boolean, maxPayload: number): WebSocketServer {
+  const key = `${deflate ? 1 : 0}:${maxPayload}`;
+  let wss = servers.get(key);
+  if (wss === undefined) {
+    wss = new (wsLib as WsModule).WebSocketServer({
+      noServer: true,
+      autoPong: false,
+      clientTracking: false,
+      perMessageDeflate: deflate,
+      maxPayload,
+      // The client leg selects exactly the subprotocol the upstream chose, nothing else.
+      handleProtocols: (_offered, req) => pending.get(req)?.protocol || false,
+    });
+    wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      for (const h of pending.get(req)?.extra ?? []) headers.push(h);
+    });
+    servers.set(key, wss);
+  }
+  return wss;
+}
+
+/**
+ * One WebSocket handshake with the upstream: a 101 (OpenedReply), another answer relayed as
+ * HTTP (AnswerReply), or an AttemptError. Timed like an HTTP attempt: min(perTryTimeout,
+ * time left in websocket.handshakeTimeout), and breaker.probeTimeout for a half-open probe.
+ */
+export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): Promise<Reply> {
+  const route = ex.route;
+  const cfg = route.config;
+  const endpoint = route.upstream.endpoints[endpointIndex];
+  return new Promise<Reply>((resolve, reject) => {
+    let settled = false;
+    let timer: NodeJS.Timeout | null = null;
+    const settle = (r: Reply | null, err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      if (timer !== null) clearTimeout(timer);
+      if (ex.cancel === cancel) ex.cancel = null;
+      if (err instanceof AttemptError) {
+        const outcome = attemptOutcomeOfFailure(err.kind);
+        if (outcome !== null) route.metrics.attempt(outcome);
+      } else if (r !== null) route.metrics.attempt(r.status === 101 ? 'success' : r.status >= 500 ? 'http_5xx' : 'http_4xx');
+      if (err !== null) reject(err);
+      else resolve(r as Reply);
+    };
+    if (endpoint === undefined) return settle(null, new AttemptError('connect-failure'));
+    let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
+    let probeLimited = false;
+    if (probe && cfg.breaker.probeTimeout < ms) {
+      ms = cfg.breaker.probeTimeout;
+      kind = 'per_try';
+      probeLimited = true;
+    }
+    if (ms <= 0) return settle(null, new AttemptError('timeout', undefined, 'total'));
+    const req = ex.req;
+    const headers = upgradeRequestHeaders(
+      req.rawHeaders,
+      { clientAddress: req.socket.remoteAddress ?? '', host: ex.authority, requestId: ex.requestId, upstreamHost: cfg.preserveHost ? ex.authority : null, via: ex.via },
+      WS_SET_BY_CLIENT,
+    );
+    const offered = req.headers['sec-websocket-protocol'];
+    const protocols = offered === undefined ? [] : [...(wsInternals as WsInternals).subprotocol.parse(offered)];
+    const offersDeflate = String(req.headers['sec-websocket-extensions'] ?? '').includes('permessage-deflate');
+    let answered = false;
+    const upstream = new (wsLib as WsModule).WebSocket(exactPathUrl(endpoint.origin, ex.upstreamPath), protocols, {
+      headers,
+      perMessageDeflate: offersDeflate,
+      autoPong: false,
+      followRedirects: false,
+      maxPayload: cfg.websocket.maxBufferedBytes,
+    });
+    const cancel = (err: Error): void => {
+      // The half-open probe runs to its end even if the client leaves, so its verdict counts.
+      if (probe && err instanceof ClientGoneError) return;
+      upstream.terminate();
+      settle(null, err);
+    };
+    ex.cancel = cancel;
+    if (ms !== Infinity) {
+      timer = setTimeout(() => {
+        timer = null;
+        route.metrics.timeout(kind);
+        upstream.terminate();
+        settle(null, new AttemptError('timeout', undefined, kind, probeLimited));
+      }, ms);
+    }
+    let upstreamHeaders: IncomingMessage['headers'] = {};
+    upstream.once('upgrade', (r: IncomingMessage) => {
+      answered = true;
+      upstreamHeaders = r.headers;
+    });
+    upstream.once('unexpected-response', (clientReq, r: IncomingMessage) => {
+      answered = true;
+      const status = r.statusCode ?? 0;
+      if (status < 200) {
+        // A 101 without a valid Upgrade header reaches us as a plain response; so does any other 1xx.
+        clientReq.destroy();
+        r.socket?.destroy();
+        return settle(null, new InvalidUpgradeError(status === 101 ? 'a 101 without Upgrade: websocket' : `an interim ${status} answer`));
+      }
+      settle(new AnswerReply(r, () => clientReq.destroy()), null);
+    });
+    upstream.once('open', () => {
+      if (settled) return upstream.terminate();
+      settle(new OpenedReply(upstream, upstreamHeaders), null);
+    });
+    upstream.on('error', (err: Error) => {
+      if (settled) return;
+      upstream.terminate();
+      // ws checks the 101 itself (Upgrade header, Sec-WebSocket-Accept, subprotocol, extensions).
+      if (answered) return settle(null, new InvalidUpgradeError(err.message));
+      // Before an answer, nothing reached a WebSocket server: connect-failure or reset.
+      const failure: FailureKind = classifyError(err, !/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH/.test(String((err as { code?: string }).code)), true);
+      settle(null, new AttemptError(failure, err));
+    });
+  });
+}
+
+/** Both legs of one accepted WebSocket, relayed message by message. */
 class Connection {
   readonly started = Date.now();
   bytesIn = 0;
@@ -63,24 +299,30 @@ class Connection {
   lastActivity = Date.now();
   closed = false;
   private timers: NodeJS.Timeout[] = [];
+  private done: (reason: string, info: Record<string, unknown>) => void = () => undefined;
+  private readonly route: CompiledRoute;
+  private readonly limit: number;
 
   constructor(
-    readonly owner: WebSocketProxy,
-    readonly route: CompiledRoute,
+    private readonly ex: Exchange,
     readonly client: WebSocket,
     readonly upstream: WebSocket,
-    readonly requestId: string,
-  ) {}
+    private readonly early: Early[],
+  ) {
+    this.route = ex.route;
+    this.limit = ex.route.config.websocket.maxBufferedBytes;
+  }
 
-  start(): void {
+  start(done: (reason: string, info: Record<string, unknown>) => void): void {
+    this.done = done;
     const ws = this.route.config.websocket;
     const { client, upstream } = this;
     this.relay(client, upstream, true);
     this.relay(upstream, client, false);
     client.on('close', (code, reason) => this.onClose('client', upstream, code, reason));
     upstream.on('close', (code, reason) => this.onClose('upstream', client, code, reason));
-    client.on('error', () => this.end('error'));
-    upstream.on('error', () => this.end('error'));
+    client.on('error', (err) => this.onError(err));
+    upstream.on('error', (err) => this.onError(err));
     if (ws.idleTimeout > 0) this.schedule(() => this.checkIdle(), ws.idleTimeout);
     if (ws.maxLifetime > 0) this.schedule(() => this.end('lifetime'), ws.maxLifetime);
     if (ws.ping > 0) {
@@ -89,6 +331,16 @@ class Connection {
       }, ws.ping);
       this.timers.push(t);
     }
+    // What the upstream sent before the client leg existed goes first, in order.
+    for (const e of this.early) {
+      if (this.closed) break;
+      if (e[0] === 'message') upstream.emit('message', e[1], e[2]);
+      else if (e[0] === 'close') upstream.emit('close', e[1], e[2]);
+      else if (e[0] === 'error') upstream.emit('error', e[1]);
+      else upstream.emit(e[0], e[1]);
+    }
+    this.early.length = 0;
+    if (!this.closed) upstream.resume();
   }
 
   /** Closes both legs with `code`, recording `reason`. */
@@ -105,17 +357,32 @@ class Connection {
     }
   }
 
+  private onError(err: Error & { code?: string }): void {
+    // A message over maxBufferedBytes (ws maxPayload): ws closes that leg with 1009; so do we the other.
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.end('buffer_overflow', 1009, 'message too big');
+    else this.end('error');
+  }
+
   private relay(from: WebSocket, to: WebSocket, fromClient: boolean): void {
+    const limit = this.limit;
+    // Pause the sender once the receiving leg has half the limit queued; what is already
+    // read still arrives, so the hard limit sits above this mark.
+    const high = limit / 2;
     from.on('message', (data: RawData, isBinary: boolean) => {
+      if (this.closed) return;
       this.lastActivity = Date.now();
       const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
       if (fromClient) this.bytesIn += size;
       else this.bytesOut += size;
       if (to.readyState !== OPEN) return;
+      if (to.bufferedAmount > limit) {
+        this.end('buffer_overflow', 1009, 'too much buffered');
+        return;
+      }
       to.send(data, { binary: isBinary }, () => {
-        if (from.isPaused && to.bufferedAmount < HIGH_WATER / 2) from.resume();
+        if (from.isPaused && to.bufferedAmount < high / 2) from.resume();
       });
-      if (to.bufferedAmount > HIGH_WATER) from.pause();
+      if (to.bufferedAmount > high) from.pause();
     });
     from.on('ping', (data: Buffer) => {
       this.lastActivity = Date.now();
@@ -131,9 +398,7 @@ class Connection {
   }
 
   private onClose(side: 'client' | 'upstream', other: WebSocket, code: number, reason: Buffer): void {
-    if (this.closed) {
-      return;
-    }
+    if (this.closed) return;
     this.finish(side);
     if (other.readyState === OPEN) {
       // 1005/1006 mean "no code" and "abnormal"; they must not be sent on the wire.
@@ -160,310 +425,22 @@ class Connection {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
-    this.owner.closed(this, reason);
+    this.done(reason, { websocket: true, durationMs: Date.now() - this.started, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
   }
 }
 
-export class WebSocketProxy {
-  private readonly conns = new Set<Connection>();
-  /** Open non-WebSocket tunnels, each by the function that cuts it. */
-  private readonly tunnels = new Set<() => void>();
-  private readonly perRoute = new Map<string, number>();
-  /** What the upstream chose, for the client leg's 101 (read by the servers' hooks). */
-  private readonly pending = new WeakMap<IncomingMessage, { protocol: string; extra: string[] }>();
-  private wssPlain: WebSocketServer | null = null;
-  private wssDeflate: WebSocketServer | null = null;
-
-  constructor(
-    private readonly state: ProxyState,
-    private readonly metrics: Metrics,
-  ) {}
-
-  private server(lib: WsModule, deflate: boolean): WebSocketServer {
-    const wss = new lib.WebSocketServer({
-      noServer: true,
-      autoPong: false,
-      clientTracking: false,
-      perMessageDeflate: deflate,
-      // The client leg selects exactly the subprotocol the upstream chose, nothing else.
-      handleProtocols: (_offered, req) => this.pending.get(req)?.protocol || false,
+/** Waits for both legs of every given socket to close, at most `graceMs`. */
+export function legsClosed(legs: WebSocket[], graceMs: number): Promise<void> {
+  const open = legs.filter((l) => l.readyState !== CLOSED);
+  if (open.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, graceMs);
+    t.unref();
+    void Promise.all(open.map((l) => new Promise<void>((r) => l.once('close', () => r())))).then(() => {
+      clearTimeout(t);
+      resolve();
     });
-    wss.on('headers', (headers: string[], req: IncomingMessage) => {
-      for (const h of this.pending.get(req)?.extra ?? []) headers.push(h);
-    });
-    return wss;
-  }
-
-  get size(): number {
-    return this.conns.size + this.tunnels.size;
-  }
-
-  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', () => socket.destroy());
-    if (wsLib === null) {
-      loadWs().then(
-        () => this.upgrade(req, socket, head),
-        (err: unknown) => {
-          this.state.log.error({ err }, 'cannot load ws');
-          socket.destroy();
-        },
-      );
-      return;
-    }
-    this.upgrade(req, socket, head);
-  };
-
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const res = new ServerResponse(req);
-    res.assignSocket(socket as Socket);
-    res.shouldKeepAlive = false;
-    res.once('finish', () => socket.end());
-    const rt = this.state.runtime;
-    const method = req.method ?? 'GET';
-    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    const target = resolveTarget(req, rt.config.http);
-    const route = target instanceof ProxyError ? null : rt.router.match(method, target, req.headers);
-    const sendError = (err: ProxyError, r: CompiledRoute | null, attempts = 0) => {
-      const e = errorResponse(err, r?.name ?? null, attempts, requestId);
-      res.writeHead(e.status, e.headers);
-      res.end(e.body);
-    };
-    if (target instanceof ProxyError) return sendError(target, null);
-    if (route === null) return sendError(new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host}${target.path}`), null);
-    const token = String(req.headers.upgrade ?? '').trim().toLowerCase();
-    if (!route.config.upgrades.includes(token)) {
-      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', `upgrade to ${JSON.stringify(token)} is not allowed on route ${route.name}`), route);
-    }
-    const m = this.metrics;
-    const cap = route.config.websocket.maxConnections;
-    if ((this.perRoute.get(route.name) ?? 0) >= cap) {
-      if (token === 'websocket') m.wsUpgrades.labels(route.name, 'rejected_overload').inc();
-      return sendError(new ProxyError('OUTRIGGER_OVERLOADED', `route ${route.name} has ${cap} upgraded connections, its websocket.maxConnections`), route);
-    }
-    // Count the handshake against the cap now, so a burst cannot overshoot it.
-    this.perRoute.set(route.name, (this.perRoute.get(route.name) ?? 0) + 1);
-    const ex = new Exchange(req, res, route, method, requestId, this.state);
-    ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
-    const upstreamPath = upstreamPathOf(route, target);
-    if (upstreamPath === null) {
-      this.release(route);
-      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', "the request target climbs out of the route's rewritePrefix"), route);
-    }
-    ex.upstreamPath = upstreamPath;
-    ex.path = target.path;
-    ex.via = rt.config.http.via;
-    ex.authority = target.authority;
-    if (token !== 'websocket') {
-      const started = Date.now();
-      let cut: (() => void) | null = null;
-      cut = tunnel(ex, token, socket, head, () => {
-        if (cut !== null) this.tunnels.delete(cut);
-        this.release(route);
-        if (this.state.runtime.sampleAccess()) {
-          this.state.log.info({ access: true, upgrade: token, route: route.name, durationMs: Date.now() - started, attempts: ex.attempts, requestId });
-        }
-      });
-      this.tunnels.add(cut);
-      return;
-    }
-    // Check the client's handshake before dialling the upstream: ws would refuse a bad one
-    // itself, but only after the upstream connection was made.
-    const key = req.headers['sec-websocket-key'];
-    const version = req.headers['sec-websocket-version'];
-    if (method !== 'GET' || typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim()) || (version !== '13' && version !== '8')) {
-      this.release(route);
-      return sendError(new ProxyError('OUTRIGGER_BAD_REQUEST', 'not a valid WebSocket handshake (GET with Sec-WebSocket-Key and Sec-WebSocket-Version 13)'), route);
-    }
-    this.handshake(ex, target.authority).then(
-      (h) => {
-        if (h.status !== 101) {
-          this.release(route);
-          m.wsUpgrades.labels(route.name, 'upstream_refused').inc();
-          relayAnswer(res, (h as { res: IncomingMessage }).res, ex.attempts, () => undefined);
-          return;
-        }
-        this.accept(ex, h as Opened, socket, head);
-      },
-      (err: unknown) => {
-        this.release(route);
-        let pe: ProxyError;
-        let outcome: UpgradeOutcome = 'upstream_error';
-        // The client left during a backoff: nothing to count against the upstream, no one to answer.
-        if (err instanceof AttemptError && err.kind === 'client-abort') return;
-        if (err instanceof BreakerOpenError) {
-          outcome = 'rejected_breaker';
-          pe = new ProxyError('OUTRIGGER_BREAKER_OPEN', undefined, err.retryAfterSeconds);
-        } else if (err instanceof AttemptError && err.kind === 'timeout') {
-          outcome = 'handshake_timeout';
-          pe = new ProxyError('OUTRIGGER_TIMEOUT', 'the upstream did not complete the WebSocket handshake in time');
-        } else if (err instanceof AttemptError) {
-          pe = new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `WebSocket handshake failed: ${err.cause instanceof Error ? err.cause.message : err.kind}`);
-        } else pe = new ProxyError('OUTRIGGER_INTERNAL');
-        m.wsUpgrades.labels(route.name, outcome).inc();
-        if (res.writableEnded || socket.destroyed) return;
-        const fallback = route.fallback?.replyForError(ex, pe);
-        if (fallback) return fallback.send(ex);
-        sendError(pe, route, ex.attempts);
-      },
-    );
-  }
-
-  /** Closes every connection (drain) with `code`; resolves when all are gone or after `graceMs`. */
-  closeAll(code: number, text: string, graceMs = 2000): Promise<void> {
-    // Raw tunnels have no close handshake: they are cut.
-    for (const cut of [...this.tunnels]) cut();
-    const legs: Array<Promise<void>> = [];
-    for (const c of [...this.conns]) {
-      for (const leg of [c.client, c.upstream]) {
-        if (leg.readyState !== CLOSED) legs.push(new Promise((r) => leg.once('close', () => r())));
-      }
-      c.end('drain', code, text);
-    }
-    if (legs.length === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, graceMs);
-      t.unref();
-      void Promise.all(legs).then(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-  }
-
-  /** @internal called by Connection */
-  closed(c: Connection, reason: CloseReason): void {
-    if (!this.conns.delete(c)) return;
-    this.release(c.route);
-    this.metrics.wsConnections.labels(c.route.name).dec();
-    this.metrics.wsClosed.labels(c.route.name, reason).inc();
-    const rt = this.state.runtime;
-    if (rt.sampleAccess()) {
-      this.state.log.info(
-        { access: true, websocket: true, route: c.route.name, durationMs: Date.now() - c.started, bytesIn: c.bytesIn, bytesOut: c.bytesOut, reason, requestId: c.requestId },
-        'websocket closed',
-      );
-    }
-  }
-
-  private release(route: CompiledRoute): void {
-    const n = (this.perRoute.get(route.name) ?? 1) - 1;
-    if (n <= 0) this.perRoute.delete(route.name);
-    else this.perRoute.set(route.name, n);
-  }
-
-  /** Handshake attempts under the breaker, retried with backoff until the upstream answers. */
-  private async handshake(ex: Exchange, authority: string): Promise<Handshake> {
-    const route = ex.route;
-    const retry = route.config.retry;
-    let state: DecorrelatedState = undefined;
-    for (let n = 0; ; n++) {
-      if (ex.endpoint < 0) ex.endpoint = route.upstream.pick();
-      else ex.endpoint = route.upstream.after(ex.endpoint);
-      try {
-        const once = () => this.attempt(ex, authority);
-        return route.breaker ? await route.breaker.execute(once) : await once();
-      } catch (err) {
-        if (!(err instanceof AttemptError) || err instanceof FakeUpgradeError || err.kind === 'timeout' || n >= retry.attempts) throw err;
-        if (err.kind !== 'connect-failure' && err.kind !== 'refused-stream' && err.kind !== 'reset') throw err;
-        let delay: number;
-        [delay, state] = backoffDelay(n + 1, retry.backoff, state);
-        if (performance.now() + delay >= ex.deadline) throw err;
-        if (!route.budget.tryAcquire()) {
-          route.metrics.budgetExhausted.inc();
-          throw err;
-        }
-        route.metrics.retry(err.kind === 'connect-failure' ? 'connect_failure' : 'reset');
-        await new Promise((r) => setTimeout(r, delay));
-        if (ex.req.socket.destroyed) throw new AttemptError('client-abort');
-      }
-    }
-  }
-
-  private attempt(ex: Exchange, authority: string): Promise<Handshake> {
-    const route = ex.route;
-    const endpoint = route.upstream.endpoints[ex.endpoint];
-    ex.attempts++;
-    return new Promise<Handshake>((resolve, reject) => {
-      const left = Math.max(1, Math.floor(ex.remaining()));
-      if (!endpoint) return reject(new AttemptError('connect-failure'));
-      const req = ex.req;
-      const headers = upgradeRequestHeaders(
-        req.rawHeaders,
-        { clientAddress: req.socket.remoteAddress ?? '', host: authority, requestId: ex.requestId, upstreamHost: route.config.preserveHost ? authority : null, via: ex.via },
-        WS_SET_BY_CLIENT,
-      );
-      const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean);
-      const offersDeflate = String(req.headers['sec-websocket-extensions'] ?? '').includes('permessage-deflate');
-      const url = `${endpoint.origin.replace(/^http/, 'ws')}${ex.upstreamPath}`;
-      let opened = false;
-      let answered = false;
-      const upstream = new (wsLib as WsModule).WebSocket(url, protocols, {
-        headers,
-        handshakeTimeout: left,
-        perMessageDeflate: offersDeflate,
-        autoPong: false,
-        followRedirects: false,
-      });
-      let upstreamHeaders: IncomingMessage['headers'] = {};
-      upstream.once('upgrade', (r: IncomingMessage) => {
-        answered = true;
-        upstreamHeaders = r.headers;
-      });
-      upstream.once('unexpected-response', (_r, r: IncomingMessage) => {
-        answered = true;
-        resolve({ status: r.statusCode ?? 502, res: r });
-      });
-      upstream.once('open', () => {
-        opened = true;
-        resolve({ status: 101, upstream, headers: upstreamHeaders });
-      });
-      upstream.once('error', (err: Error & { code?: string }) => {
-        if (opened) return;
-        upstream.terminate();
-        // ws checks the 101 itself (Upgrade header, Sec-WebSocket-Accept, subprotocol).
-        if (answered) return reject(new FakeUpgradeError(err));
-        // Before an answer, nothing reached a WebSocket server: connect-failure or reset.
-        const kind: FailureKind = /handshake has timed out/i.test(err.message) ? 'timeout' : classifyError(err, true, true);
-        reject(new AttemptError(kind, err));
-      });
-    });
-  }
-
-  private accept(ex: Exchange, h: Opened, socket: Duplex, head: Buffer): void {
-    const route = ex.route;
-    const req = ex.req;
-    const upstream = h.upstream;
-    if (socket.destroyed) {
-      this.release(route);
-      upstream.terminate();
-      return;
-    }
-    const extra = [`x-outrigger-attempts: ${ex.attempts}`];
-    for (const c of h.headers['set-cookie'] ?? []) extra.push(`set-cookie: ${c}`);
-    this.pending.set(req, { protocol: upstream.protocol, extra });
-    const lib = wsLib as WsModule;
-    const wss = upstream.extensions.includes('permessage-deflate')
-      ? (this.wssDeflate ??= this.server(lib, true))
-      : (this.wssPlain ??= this.server(lib, false));
-    let accepted = false;
-    socket.once('close', () => {
-      if (accepted) return;
-      // ws refused the client's handshake (it answers 400 itself) or the client left first.
-      this.pending.delete(req);
-      this.release(route);
-      upstream.terminate();
-    });
-    wss.handleUpgrade(req, socket, head, (client) => {
-      accepted = true;
-      this.pending.delete(req);
-      this.metrics.wsUpgrades.labels(route.name, 'accepted').inc();
-      this.metrics.wsConnections.labels(route.name).inc();
-      const c = new Connection(this, route, client, upstream, ex.requestId);
-      this.conns.add(c);
-      c.start();
-    });
-  }
+  });
 }
+
+export type { Duplex };

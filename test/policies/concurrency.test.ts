@@ -29,7 +29,7 @@ function fakeExchange(deadlineMs = Infinity) {
   return { ex: ex as unknown as Exchange, end, counts };
 }
 
-const reply: Reply = { status: 200, send: () => undefined, discard: () => undefined };
+const reply: Reply = { status: 200, retryAfter: null, send: () => undefined, discard: () => undefined };
 const settle = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => e);
 
 describe('concurrencyLayer', () => {
