@@ -21,6 +21,12 @@ export default tseslint.config(
       'no-console': 'error',
     },
   },
+  // The folders are the architecture: dependencies point one way (README, Design notes).
+  // Type-only imports count too, since they couple the layers just as much.
+  ...layer('src/exchange/**', ['proxy', 'admin', 'policies', 'runtime', 'app'], 'the shared per-exchange types sit below every other layer'),
+  ...layer('src/policies/**', ['proxy', 'admin', 'runtime', 'app'], 'policies see an exchange through src/exchange only, never a transport or the admin side'),
+  ...layer('src/config/**', ['proxy', 'admin', 'policies', 'exchange', 'runtime', 'app'], 'config is pure data plus validation'),
+  ...layer('src/admin/**', ['proxy', 'runtime', 'app'], 'admin reads a state registry (admin/registry.ts), not proxy internals'),
   {
     files: ['test/**/*.ts', 'bench/**'],
     rules: {
@@ -36,3 +42,9 @@ export default tseslint.config(
     },
   },
 );
+
+/** A no-restricted-imports rule that keeps `files` from importing the named src/ folders or modules. */
+function layer(files, forbidden, why) {
+  const patterns = forbidden.flatMap((f) => [`../${f}`, `../${f}/*`, `../${f}.js`, `./${f}/*`]);
+  return [{ files: [files], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: patterns, message: why }] }] } }];
+}

@@ -8,7 +8,7 @@
 // node's own HTTP work. Rarer series (retries, fallbacks, timeouts) use children directly.
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../policies/outcome.js';
+import { ATTEMPT_OUTCOMES, type AttemptOutcome } from '../exchange/outcome.js';
 import { BREAKER_STATES, type BreakerState } from '../policies/breaker.js';
 import { HTTP_METHODS, FALLBACK_ON, type FallbackOn } from '../config/schema.js';
 import { EVENT_KINDS, EventLog, type EventKind, type Severity } from '../events/event-log.js';
@@ -28,12 +28,8 @@ const DURATION_NAME = 'outrigger_request_duration_seconds';
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 export const OTHER_METHOD = '_other';
 
-/** Label values of outrigger_retries_total{reason}. */
-export const RETRY_REASONS = ['connect_failure', 'refused_stream', 'reset', 'per_try_timeout', 'gateway_error', '5xx', 'retriable_status'] as const;
-export type RetryReason = (typeof RETRY_REASONS)[number];
-
-export const TIMEOUT_KINDS = ['per_try', 'total', 'body'] as const;
-export type TimeoutMetricKind = (typeof TIMEOUT_KINDS)[number];
+export { RETRY_REASONS, TIMEOUT_KINDS, type RetryReason, type TimeoutMetricKind } from '../exchange/outcome.js';
+import { RETRY_REASONS, TIMEOUT_KINDS, type RetryReason, type TimeoutMetricKind } from '../exchange/outcome.js';
 
 const FALLBACK_INDEX = Object.fromEntries(FALLBACK_ON.map((t, i) => [t, i])) as Record<FallbackOn, number>;
 export { DURATION_BUCKETS };

@@ -4,13 +4,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metrics } from './metrics.js';
-import type { ProxyState } from '../proxy/http.js';
+import type { StateRegistry } from './registry.js';
 import type { BreakerSnapshot } from '../policies/breaker.js';
 import { parseSeverity, type Operations } from './ops.js';
 import { serveStatusPage } from './status-page.js';
 
 export interface AdminState {
-  proxy: ProxyState;
+  /** The running proxy, as a registry the admin endpoints read. */
+  proxy: StateRegistry;
   ready: boolean;
   token: string | undefined;
   lastReloadError: { at: string; problems: string[] } | null;

@@ -21,8 +21,8 @@ import {
 } from 'cockatiel';
 import type { EffectiveBreaker } from '../config/load.js';
 import { ControlFlowError } from '../errors.js';
-import { AttemptError, type FailureKind } from './outcome.js';
-import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+import { AttemptError, type FailureKind } from '../exchange/outcome.js';
+import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
 export const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open', 'isolated'];
@@ -299,6 +299,6 @@ export class Breaker {
 }
 
 /** Layer: every attempt, retries included, passes the route's breaker. */
-export function breakerLayer(breaker: Breaker, next: (ex: Exchange, probe: boolean) => Promise<Reply>): Handler {
+export function breakerLayer<R extends RouteContext>(breaker: Breaker, next: (ex: Exchange<R>, probe: boolean) => Promise<Reply>): Handler<R> {
   return (ex) => breaker.execute((probe) => next(ex, probe));
 }

@@ -3,14 +3,14 @@
 // until headers, because that is when the upstream connection is free again.
 import { BulkheadRejectedError, type BulkheadPolicy } from 'cockatiel';
 import { ProxyError } from '../errors.js';
-import { ClientGoneError, type Exchange, type Handler, type Reply } from '../proxy/exchange.js';
+import { ClientGoneError, type Exchange, type Handler, type Reply, type RouteContext } from '../exchange/exchange.js';
 
 function overloaded(ex: Exchange): ProxyError {
   ex.route.metrics.overload.inc();
   return new ProxyError('OUTRIGGER_OVERLOADED');
 }
 
-export function concurrencyLayer(bulkhead: BulkheadPolicy, next: Handler): Handler {
+export function concurrencyLayer<R extends RouteContext>(bulkhead: BulkheadPolicy, next: Handler<R>): Handler<R> {
   return (ex) => {
     if (bulkhead.executionSlots > 0) {
       // A free slot: cockatiel runs `fn` synchronously, so the header phase starts (and its

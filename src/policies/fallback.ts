@@ -3,7 +3,7 @@
 import type { EffectiveFallback } from '../config/load.js';
 import type { FallbackOn } from '../config/schema.js';
 import { ProxyError, type ErrorCode } from '../errors.js';
-import type { Exchange, Handler, Reply } from '../proxy/exchange.js';
+import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 
 const TRIGGER_OF: Partial<Record<ErrorCode, FallbackOn>> = {
   OUTRIGGER_BREAKER_OPEN: 'breaker-open',
@@ -69,7 +69,7 @@ export class FallbackPlan {
     return trigger !== undefined && this.triggers.has(trigger) ? this.replyFor(ex, trigger) : null;
   }
 
-  layer(next: Handler): Handler {
+  layer<R extends RouteContext>(next: Handler<R>): Handler<R> {
     return (ex) =>
       next(ex).then(
         (reply) => {

@@ -17,24 +17,33 @@
 // The transport's attempt is handed in: an HTTP request (proxy/attempt.ts) and an upgrade
 // handshake (proxy/upgrade.ts) go through the same layers, so every rule above holds for
 // both by construction.
-import type { CompiledRoute, Exchange, Handler, Reply } from '../proxy/exchange.js';
-import { breakerLayer } from './breaker.js';
+import type { BulkheadPolicy } from 'cockatiel';
+import type { EffectiveRoute } from '../config/load.js';
+import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
+import { breakerLayer, type Breaker } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
+import type { FallbackPlan } from './fallback.js';
 import { RetryPlan, retryLayer } from './retry.js';
 
-type Parts = Omit<CompiledRoute, 'handler' | 'upgradeHandler'>;
+/** The policy objects of one route, built once per config load (runtime.ts). */
+export interface PipelineParts {
+  readonly config: EffectiveRoute;
+  readonly breaker: Breaker | null;
+  readonly bulkhead: BulkheadPolicy;
+  readonly fallback: FallbackPlan | null;
+}
 
 /** One try against endpoint `endpoint`; `probe` when it is the breaker's half-open probe. */
-export type AttemptFn = (ex: Exchange, endpoint: number, probe: boolean) => Promise<Reply>;
+export type AttemptFn<R extends RouteContext> = (ex: Exchange<R>, endpoint: number, probe: boolean) => Promise<Reply>;
 
-export function buildPipeline(route: Parts, run: AttemptFn): Handler {
+export function buildPipeline<R extends RouteContext>(route: PipelineParts, run: AttemptFn<R>): Handler<R> {
   const breaker = route.breaker;
-  const attemptLayer = (ex: Exchange, probe: boolean): Promise<Reply> => {
+  const attemptLayer = (ex: Exchange<R>, probe: boolean): Promise<Reply> => {
     if (ex.endpoint < 0) ex.endpoint = ex.route.upstream.pick();
     ex.attempts++;
     return run(ex, ex.endpoint, probe);
   };
-  const attempt: Handler = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
+  const attempt: Handler<R> = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);
   return route.fallback ? route.fallback.layer(limited) : limited;

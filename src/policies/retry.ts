@@ -5,13 +5,12 @@
 import type { Readable } from 'node:stream';
 import type { EffectiveRoute } from '../config/load.js';
 import type { RetryOn } from '../config/schema.js';
-import type { RetryReason } from '../admin/metrics.js';
 import { ProxyError } from '../errors.js';
-import { parseRetryAfter } from '../proxy/headers.js';
-import { ClientGoneError, type Exchange, type Handler, type Reply } from '../proxy/exchange.js';
+import { parseRetryAfter } from '../exchange/retry-after.js';
+import { ClientGoneError, type Exchange, type Handler, type Reply, type RouteContext } from '../exchange/exchange.js';
 import { backoffDelay, type DecorrelatedState } from './backoff.js';
 import { BreakerOpenError } from './breaker.js';
-import { AttemptError, InvalidUpgradeError, type FailureKind } from './outcome.js';
+import { AttemptError, InvalidUpgradeError, type FailureKind, type RetryReason } from '../exchange/outcome.js';
 
 /** The route's retry settings, compiled once into sets and flags. */
 export class RetryPlan {
@@ -79,8 +78,8 @@ export function finalError(err: AttemptError): ProxyError {
   return new ProxyError('OUTRIGGER_UPSTREAM_UNAVAILABLE', `the upstream could not be reached: ${detail}`);
 }
 
-export function retryLayer(plan: RetryPlan, next: Handler): Handler {
-  return async function retry(ex: Exchange): Promise<Reply> {
+export function retryLayer<R extends RouteContext>(plan: RetryPlan, next: Handler<R>): Handler<R> {
+  return async function retry(ex: Exchange<R>): Promise<Reply> {
     const route = ex.route;
     route.budget.recordRequest();
     let retries = 0;

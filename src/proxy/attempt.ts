@@ -7,7 +7,7 @@ import { ClientGoneError } from './exchange.js';
 import { clientResponseHeaders, headerPairs, upstreamRequestHeaders, withoutTrailer, type ResponseHead } from './headers.js';
 import { ProxyError, errorResponse } from '../errors.js';
 import { attemptBudget } from '../policies/timeout.js';
-import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../policies/outcome.js';
+import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../exchange/outcome.js';
 
 const PENDING = 0;
 const HEADERS = 1;

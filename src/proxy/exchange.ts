@@ -1,37 +1,17 @@
-// The per-request instance: one Exchange per client request, holding what the policy
-// layers share (deadline, attempt count, chosen endpoint, body) and the exits every
-// layer must respect (client gone, deadline passed). Config lives in CompiledRoute,
-// built once per config load; an Exchange only points at it.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex, Readable } from 'node:stream';
+// The transports' view of the per-exchange types: the compiled route with everything a
+// transport needs (endpoints, pools, stacks), and Exchange/Handler over it.
 import type { BulkheadPolicy } from 'cockatiel';
 import type { EffectiveRoute } from '../config/load.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import type { Breaker } from '../policies/breaker.js';
 import type { RetryBudget } from '../policies/budget.js';
-import type { FallbackOn } from '../config/schema.js';
 import type { FallbackPlan } from '../policies/fallback.js';
+import { Exchange as BaseExchange, type Handler as BaseHandler, type RouteContext } from '../exchange/exchange.js';
 import type { Upstream } from './upstream.js';
-import { ControlFlowError } from '../errors.js';
 
-/**
- * What the header phase produces: an upstream response (HTTP, or the answer to an upgrade
- * handshake) or one the proxy made. The policy layers see only this, whatever the transport.
- */
-export interface Reply {
-  readonly status: number;
-  /** The Retry-After header value, if the upstream sent one. */
-  readonly retryAfter: string | null;
-  /** Writes the response to the client (streams the body for upstream replies). */
-  send(ex: Exchange): void;
-  /** Throws the reply away without sending it (a retried attempt, a replaced 5xx). */
-  discard(): void;
-}
+export { ClientGoneError, type Reply, type UpgradeRequest } from '../exchange/exchange.js';
 
-/** A layer of the policy stack: the same shape at every level, composed once per route. */
-export type Handler = (ex: Exchange) => Promise<Reply>;
-
-export interface CompiledRoute {
+export interface CompiledRoute extends RouteContext {
   readonly name: string;
   readonly config: EffectiveRoute;
   readonly upstream: Upstream;
@@ -50,110 +30,6 @@ export interface CompiledRoute {
   readonly rewriteTo: string | null;
 }
 
-/** The client went away; unwinds the stack without counting against anything. */
-export class ClientGoneError extends ControlFlowError {
-  constructor() {
-    super('client went away');
-    this.name = 'ClientGoneError';
-  }
-}
-
-/** An upgrade handshake's client side: what the Upgrade asked for, and the raw socket. */
-export interface UpgradeRequest {
-  /** The Upgrade token, lower case ("websocket", or a protocol the route lists). */
-  readonly token: string;
-  readonly socket: Duplex;
-  /** Bytes the client sent after its handshake (they belong to the upgraded protocol). */
-  readonly head: Buffer;
-  /** Hands an established connection to whoever tracks them (drain, caps, metrics). */
-  readonly connections: UpgradedConnections;
-  /** Called once the client has its 101: the handshake exchange is over. */
-  switched(): void;
-}
-
-/** The tracker of upgraded connections (proxy/upgrade.ts), as the transports see it. */
-export interface UpgradedConnections {
-  /**
-   * Registers an established connection of `route`; `cut` ends it at once (drain), with a
-   * close code where the protocol has one. Returns what the connection calls once, when it
-   * has ended, with why and what to log.
-   */
-  add(route: CompiledRoute, token: string, cut: (code: number, text: string) => void): (reason: string, info: Record<string, unknown>) => void;
-}
-
-export class Exchange {
-  readonly start = performance.now();
-  /** performance.now() deadline for the header phase; 0 when the route has none. */
-  deadline = 0;
-  attempts = 0;
-  /** Index into route.upstream.endpoints of the last attempt, -1 before the first. */
-  endpoint = -1;
-  upstreamPath = '/';
-  /** The normalized request path (no query), as routed and logged. */
-  path = '/';
-  /** The proxy's pseudonym for Via (http.via). */
-  via = 'outrigger';
-  /** Host as the client sent it (Host header or absolute-form URL). */
-  authority = '';
-  /** Built on the first attempt, so a request refused before one never pays for it. */
-  upstreamHeaders: string[] | null = null;
-  /** null: no body; Buffer: buffered and replayable; Readable: streamed once. */
-  body: Buffer | Readable | null = null;
-  clientGone = false;
-  finished = false;
-  fallbackTrigger: FallbackOn | null = null;
-  errorCode: string | null = null;
-  status = 0;
-  bytesOut = 0;
-  /** The upstream broke off mid-body and the proxy cut the client response. */
-  truncated = false;
-  /** Aborts what the exchange is waiting on now (an attempt, a backoff, a queue slot). */
-  cancel: ((err: Error) => void) | null = null;
-  private done: (() => void) | null = null;
-  private donePromise: Promise<void> | null = null;
-
-  /** The runtime this request started under; its pools stay open until we finish (Runtime.retire). */
-  runtime: { release(): void } | null = null;
-  /** Set for an upgrade handshake: the attempt at the bottom of the stack is the handshake. */
-  upgrade: UpgradeRequest | null = null;
-
-  constructor(
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    readonly route: CompiledRoute,
-    readonly method: string,
-    readonly requestId: string,
-    /** The listener's state: while it drains, responses carry `connection: close`. */
-    private readonly server: { readonly draining: boolean },
-  ) {
-    const t = route.config.timeout;
-    if (t > 0) this.deadline = this.start + t;
-  }
-
-  /** Read when the response is sent, so a response that starts during the drain gets it too. */
-  get closeConnection(): boolean {
-    return this.server.draining;
-  }
-
-  /** Milliseconds left before the deadline; Infinity without one. */
-  remaining(): number {
-    return this.deadline === 0 ? Infinity : this.deadline - performance.now();
-  }
-
-  /** Resolves when the response has ended or the client has gone. */
-  completion(): Promise<void> {
-    if (this.finished) return Promise.resolve();
-    this.donePromise ??= new Promise<void>((resolve) => {
-      this.done = resolve;
-    });
-    return this.donePromise;
-  }
-
-  /** Called once, when the response ended or the client went away. */
-  markFinished(): boolean {
-    if (this.finished) return false;
-    this.finished = true;
-    this.done?.();
-    return true;
-  }
-}
+export type Exchange = BaseExchange<CompiledRoute>;
+export const Exchange = BaseExchange;
+export type Handler = BaseHandler<CompiledRoute>;

@@ -9,7 +9,7 @@ import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
-import { AttemptError } from '../policies/outcome.js';
+import { AttemptError } from '../exchange/outcome.js';
 
 /** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
 export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';

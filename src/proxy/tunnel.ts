@@ -8,7 +8,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream';
 import type { Socket } from 'node:net';
-import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError } from '../policies/outcome.js';
+import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError } from '../exchange/outcome.js';
 import { attemptBudget } from '../policies/timeout.js';
 import { ClientGoneError, type Exchange, type Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
@@ -111,7 +111,7 @@ class SwitchedReply implements Reply {
     let done: (reason: string, info: Record<string, unknown>) => void = () => undefined;
     const started = Date.now();
     const end = pipeBoth(ex, client, this.socket, (reason) => done(reason, { durationMs: Date.now() - started, upgrade: up.token }));
-    done = up.connections.add(ex.route, up.token, () => end('drain'));
+    done = up.register(() => end('drain'));
   }
 
   discard(): void {

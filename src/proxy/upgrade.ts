@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../errors.js';
 import type { RouteMetrics } from '../admin/metrics.js';
-import { Exchange, type CompiledRoute, type Reply, type UpgradedConnections } from './exchange.js';
+import { Exchange, type CompiledRoute, type Reply } from './exchange.js';
 import { begin, fail, finish, reject, run, type ProxyState } from './http.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
 import { invalidClientHandshake, loadWs, wsAttempt, wsLoaded, type UpgradeOutcome } from './websocket.js';
@@ -36,7 +36,7 @@ interface Live {
 }
 
 /** Handshakes in progress and upgraded connections, per route; closes them all on drain. */
-export class UpgradeTracker implements UpgradedConnections {
+export class UpgradeTracker {
   private readonly live = new Set<Live>();
   /** Client sockets whose handshake is still in the stack. */
   private readonly handshaking = new Set<Duplex>();
@@ -107,7 +107,7 @@ export class UpgradeTracker implements UpgradedConnections {
       token,
       socket,
       head,
-      connections: this,
+      register: (cut) => this.add(route, token, cut),
       switched: () => {
         switched = true;
         done();
@@ -139,7 +139,7 @@ export class UpgradeTracker implements UpgradedConnections {
     run(state, ex, route.upgradeHandler);
   }
 
-  add(route: CompiledRoute, token: string, cut: (code: number, text: string) => void): (reason: string, info: Record<string, unknown>) => void {
+  private add(route: CompiledRoute, token: string, cut: (code: number, text: string) => void): (reason: string, info: Record<string, unknown>) => void {
     let resolveClosed: () => void = () => undefined;
     const entry: Live = { route, cut, closed: new Promise<void>((r) => (resolveClosed = r)) };
     this.live.add(entry);

@@ -15,7 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type * as WsNamespace from 'ws';
 import type { WebSocket, WebSocketServer, RawData } from 'ws';
-import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError, type FailureKind } from '../policies/outcome.js';
+import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError, type FailureKind } from '../exchange/outcome.js';
 import { attemptBudget } from '../policies/timeout.js';
 import { ClientGoneError, type CompiledRoute, type Exchange, type Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
@@ -158,7 +158,7 @@ class OpenedReply implements Reply {
       const c = new Connection(ex, leg, this.upstream, this.early);
       ex.status = 101;
       up.switched();
-      c.start(up.connections.add(route, 'websocket', (code, text) => c.end('drain', code, text)));
+      c.start(up.register((code, text) => c.end('drain', code, text)));
     });
   }
 

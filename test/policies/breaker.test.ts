@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EffectiveBreaker } from '../../src/config/load.js';
 import { Breaker, BreakerOpenError, type BreakerState } from '../../src/policies/breaker.js';
-import { AttemptError } from '../../src/policies/outcome.js';
+import { AttemptError } from '../../src/exchange/outcome.js';
 import { ClientGoneError } from '../../src/proxy/exchange.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 

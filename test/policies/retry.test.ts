@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
 import { RetryPlan, finalError } from '../../src/policies/retry.js';
-import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError } from '../../src/policies/outcome.js';
+import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError } from '../../src/exchange/outcome.js';
 import { attemptBudget } from '../../src/policies/timeout.js';
 import type { Exchange } from '../../src/proxy/exchange.js';
 

@@ -89,3 +89,10 @@ export function attemptOutcomeOfFailure(kind: FailureKind): AttemptOutcome | nul
       return null;
   }
 }
+
+/** Label values of outrigger_retries_total{reason}. */
+export const RETRY_REASONS = ['connect_failure', 'refused_stream', 'reset', 'per_try_timeout', 'gateway_error', '5xx', 'retriable_status'] as const;
+export type RetryReason = (typeof RETRY_REASONS)[number];
+
+export const TIMEOUT_KINDS = ['per_try', 'total', 'body'] as const;
+export type TimeoutMetricKind = (typeof TIMEOUT_KINDS)[number];
