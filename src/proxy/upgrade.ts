@@ -54,7 +54,7 @@ export class UpgradeTracker {
     socket.on('error', () => socket.destroy());
     if (!wsLoaded()) {
       loadWs().then(
-        () => this.upgrade(req, socket, head),
+        () => this.guarded(req, socket, head),
         (err: unknown) => {
           this.state.log.error({ err }, 'cannot load ws');
           socket.destroy();
@@ -62,8 +62,21 @@ export class UpgradeTracker {
       );
       return;
     }
-    this.upgrade(req, socket, head);
+    this.guarded(req, socket, head);
   };
+
+  /** The owner of everything an upgrade does synchronously: a throw is logged, counted, and answered. */
+  private guarded(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      this.upgrade(req, socket, head);
+    } catch (err) {
+      const rt = this.state.runtime;
+      this.state.log.error({ err, requestId: req.headers['x-request-id'] }, 'unexpected error handling an upgrade');
+      rt.unmatched.internalError('unexpected error handling an upgrade');
+      if (!socket.destroyed && socket.writable) socket.end('HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\ncontent-length: 0\r\nx-outrigger-error: OUTRIGGER_INTERNAL\r\n\r\n');
+      else socket.destroy();
+    }
+  }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const state = this.state;
