@@ -150,6 +150,7 @@ describe('values.schema.json', () => {
       { sidecar: { nativ: true } },
       { sidecar: { probes: { liveness: { enabled: true, period: 3 } } } },
       { sidecar: { preStop: 'shell' } },
+      { sidecar: { preStopSleepSeconds: 0 } },
       { demo: { image: { tagg: 'x' } } },
       { metrics: { podMonitor: { enable: true } } },
       { config: { routez: [] } },
