@@ -8,11 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { ConfigError, loadConfigFile, resolveConfigPath } from './config/load.js';
 import { start } from './app.js';
+import { watchParent } from './util/parent.js';
 
 /** A repeat of the first stop signal within this long is a duplicate delivery, not a second signal. */
 const DUPLICATE_SIGNAL_MS = 1000;
-/** How often a proxy started by npm checks that npm is still its parent. */
-const PARENT_POLL_MS = 500;
 
 const USAGE = `Usage:
   outrigger [--config FILE]              run the proxy (config: --config, then $OUTRIGGER_CONFIG, then config/outrigger.yaml)
@@ -157,18 +156,6 @@ async function run(args: string[]): Promise<void> {
     app.log.info({ parentPid }, 'the parent process (npm) exited: shutting down');
     drainAndExit();
   });
-}
-
-/** Calls onGone (once) when this process's parent is no longer parentPid. */
-function watchParent(parentPid: number, onGone: () => void): void {
-  const check = () => {
-    if (process.ppid === parentPid) return;
-    clearInterval(timer);
-    onGone();
-  };
-  const timer = setInterval(check, PARENT_POLL_MS);
-  timer.unref();
-  check(); // the parent may already have gone during start-up
 }
 
 const argv = process.argv.slice(2);

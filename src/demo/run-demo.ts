@@ -2,6 +2,9 @@
 import { resolve } from 'node:path';
 import { start } from '../app.js';
 import { startFlakyUpstream } from './flaky-upstream.js';
+import { watchParent } from '../util/parent.js';
+
+const parentPid = process.ppid;
 
 const upstream = await startFlakyUpstream({ port: Number(process.env.DEMO_UPSTREAM_PORT ?? 18080) });
 const app = await start({ configPath: resolve(process.env.OUTRIGGER_CONFIG ?? 'config/demo.yaml') });
@@ -18,11 +21,16 @@ Outrigger demo: proxy on :${app.proxy.port}, admin on :${app.admin.port}, metric
 
 Ctrl-C stops both.
 `);
+let stopping = false;
 const stop = () => {
+  // One Ctrl-C arrives twice under `npm run demo` (from the terminal and forwarded by npm).
+  if (stopping) return;
+  stopping = true;
   void app.drain().finally(() => {
     upstream.close();
     process.exit(0);
   });
 };
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+if (process.env.npm_lifecycle_event) watchParent(parentPid, stop);
