@@ -21,6 +21,8 @@ type HeaderTest = (value: string | string[] | undefined) => boolean;
 export interface Matcher<T> {
   readonly value: T;
   matches(method: string, target: RequestTarget, headers: Record<string, string | string[] | undefined>): boolean;
+  /** What the index may use: an exact host (no port, no wildcard), and the path rule. */
+  readonly key?: { readonly host: string | null; readonly prefix: string | null; readonly exact: string | null };
 }
 
 function hostTest(pattern: string | undefined): ((t: RequestTarget) => boolean) | null {
@@ -72,8 +74,16 @@ export function compileMatcher<T>(route: EffectiveRoute, value: T): Matcher<T> {
   }
   const methods = m.methods && m.methods.length > 0 ? new Set(m.methods) : null;
   const headers = Object.entries(m.headers ?? {}).map(([name, spec]) => [name.toLowerCase(), headerTest(spec)] as const);
+  const h = m.host === undefined || m.host === '*' ? null : m.host.toLowerCase();
+  const indexHost = h !== null && !h.startsWith('*.') && !/:\d+$/.test(h) ? h : null;
   return {
     value,
+    // A route with a wildcard or port host is indexed as "any host" and judged by matches().
+    key: {
+      host: h === null ? null : indexHost ?? '\u0000any',
+      prefix: m.pathPrefix !== undefined ? m.pathPrefix : m.path === undefined && m.pathRegex === undefined ? '/' : null,
+      exact: m.path ?? null,
+    },
     matches(method, target, reqHeaders) {
       if (methods !== null && !methods.has(method)) return false;
       if (host !== null && !host(target)) return false;
@@ -87,17 +97,138 @@ export function compileMatcher<T>(route: EffectiveRoute, value: T): Matcher<T> {
   };
 }
 
+/** Below this many routes a plain scan is cheaper than the index. */
+const INDEX_FROM = 16;
+
+/**
+ * First match wins, in config order. With many routes the candidates come from an index,
+ * so the cost stays flat as the config grows: routes by exact host (the rest, any host,
+ * apart), then by path: exact paths in a map, prefixes in a trie of whole segments (the
+ * same segment rule as pathPrefix), regex and header-only routes in a list checked by
+ * their matcher. Each candidate list is in config order; the lowest index that matches
+ * wins, which is what the linear scan would return (a test compares the two).
+ */
 export class Router<T> {
-  constructor(private readonly matchers: ReadonlyArray<Matcher<T>>) {}
+  private readonly index: Index | null;
+  /** One reusable query record: matching allocates nothing per request (it is synchronous). */
+  private readonly query: Query<T>;
+
+  constructor(private readonly matchers: ReadonlyArray<Matcher<T>>) {
+    this.query = { matchers, method: '', target: null, headers: null };
+    this.index = matchers.length >= INDEX_FROM && matchers.every((m) => m.key !== undefined) ? buildIndex(matchers) : null;
+  }
 
   match(method: string, target: RequestTarget, headers: Record<string, string | string[] | undefined>): T | null {
     const ms = this.matchers;
-    for (let i = 0; i < ms.length; i++) {
-      const m = ms[i] as Matcher<T>;
-      if (m.matches(method, target, headers)) return m.value;
+    if (this.index === null) {
+      for (let i = 0; i < ms.length; i++) {
+        const m = ms[i] as Matcher<T>;
+        if (m.matches(method, target, headers)) return m.value;
+      }
+      return null;
     }
-    return null;
+    const q: Query<T> = this.query;
+    q.method = method;
+    q.target = target;
+    q.headers = headers;
+    const byHost = this.index.hosts.get(target.host);
+    let best = byHost === undefined ? Infinity : byHost.first(q, Infinity);
+    best = this.index.any.first(q, best);
+    q.target = null;
+    q.headers = null;
+    return best === Infinity ? null : (ms[best] as Matcher<T>).value;
   }
+}
+
+interface Query<T> {
+  readonly matchers: ReadonlyArray<Matcher<T>>;
+  method: string;
+  target: RequestTarget | null;
+  headers: Record<string, string | string[] | undefined> | null;
+}
+
+interface Index {
+  hosts: Map<string, PathIndex>;
+  any: PathIndex;
+}
+
+function buildIndex<T>(matchers: ReadonlyArray<Matcher<T>>): Index {
+  const hosts = new Map<string, PathIndex>();
+  const any = new PathIndex();
+  matchers.forEach((m, i) => {
+    const key = m.key as NonNullable<Matcher<T>['key']>;
+    let pi = any;
+    if (key.host !== null && key.host !== '\u0000any') {
+      pi = hosts.get(key.host) ?? new PathIndex();
+      hosts.set(key.host, pi);
+    }
+    pi.add(i, key.prefix, key.exact);
+  });
+  return { hosts, any };
+}
+
+class TrieNode {
+  readonly children = new Map<string, TrieNode>();
+  /** Routes whose prefix ends at this node, in config order. */
+  readonly here: number[] = [];
+}
+
+/** The routes of one host key, by path rule. */
+class PathIndex {
+  private readonly exact = new Map<string, number[]>();
+  private readonly root = new TrieNode();
+  /** Regex and other routes the index cannot place: judged by their matcher, in order. */
+  private readonly other: number[] = [];
+
+  add(i: number, prefix: string | null, exact: string | null): void {
+    if (exact !== null) {
+      const list = this.exact.get(exact) ?? [];
+      list.push(i);
+      this.exact.set(exact, list);
+    } else if (prefix !== null) {
+      let node = this.root;
+      for (const seg of segments(prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix)) {
+        let next = node.children.get(seg);
+        if (next === undefined) node.children.set(seg, (next = new TrieNode()));
+        node = next;
+      }
+      node.here.push(i);
+    } else this.other.push(i);
+  }
+
+  /** The lowest route index below `best` whose matcher accepts the request, or `best`. */
+  first<T>(q: Query<T>, best: number): number {
+    const path = (q.target as RequestTarget).path;
+    best = firstIn(this.exact.get(path), q, best);
+    best = firstIn(this.other, q, best);
+    let node: TrieNode | undefined = this.root;
+    best = firstIn(node.here, q, best);
+    // Walk the path's segments; every node on the way holds prefixes of this path.
+    let start = 1;
+    while (node !== undefined && start <= path.length) {
+      let end = path.indexOf('/', start);
+      if (end === -1) end = path.length;
+      node = node.children.get(path.slice(start, end));
+      if (node !== undefined && node.here.length > 0) best = firstIn(node.here, q, best);
+      start = end + 1;
+    }
+    return best;
+  }
+}
+
+function firstIn<T>(list: readonly number[] | undefined, q: Query<T>, best: number): number {
+  if (list === undefined) return best;
+  for (let k = 0; k < list.length; k++) {
+    const i = list[k] as number;
+    if (i >= best) return best;
+    if ((q.matchers[i] as Matcher<T>).matches(q.method, q.target as RequestTarget, q.headers as Record<string, string | string[] | undefined>)) return i;
+  }
+  return best;
+}
+
+/** "/a/b" → ["a", "b"]; "/" → []. */
+function segments(prefix: string): string[] {
+  return prefix === '/' ? [] : prefix.slice(1).split('/');
 }
 
 /**
