@@ -163,6 +163,12 @@ function formatIssue(issue: z.core.$ZodIssue): string {
       if (issue.origin === 'array') return `${where}: expected at most ${String(issue.maximum)} item(s)`;
       if (issue.origin === 'string') return `${where}: expected at most ${String(issue.maximum)} character(s)`;
       return `${where}: expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${got(input)}`;
+    case 'invalid_key': {
+      // A map key (an upstream or preset name) that is not a name: say what a name is, unless
+      // the map has a message of its own (header names).
+      const sub = issue.issues[0];
+      return `${where}: ${sub && issue.message === 'Invalid key in record' ? sub.message : issue.message}`;
+    }
     case 'invalid_format':
       if (issue.format === 'starts_with') return `${where}: expected a path starting with "/", got ${got(input)}`;
       return `${where}: ${issue.message}`;
