@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfigText, type EffectiveRoute, type LoadedConfig } from '../../src/config/load.js';
-import { BUILTIN_PRESETS, leaves } from '../../src/config/presets.js';
+import { BUILTIN_PRESETS, BUILTIN_PRESETS_INPUT, leaves } from '../../src/config/presets.js';
 
 const UP = `upstreams: { a: { endpoints: ["http://127.0.0.1:1"] } }\n`;
 const PATH = '/tmp/outrigger-presets-test.yaml';
@@ -181,6 +182,14 @@ describe('built-in presets', () => {
 
   it('sets only policy keys a preset may set, and passes the cross-field checks with the built-in defaults', () => {
     for (const name of Object.keys(BUILTIN_PRESETS)) expect(() => with_(name)).not.toThrow();
+  });
+
+  it('are documented in the README with exactly their values', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(readme.indexOf('#### Built-in presets'));
+    const documented: Record<string, unknown> = {};
+    for (const m of section.matchAll(/^\| `([a-z-]+)` \| `(\{.*?\})` \|/gm)) documented[m[1] as string] = parseYaml(m[2] as string);
+    expect(documented).toEqual(BUILTIN_PRESETS_INPUT);
   });
 
   it('cannot be redefined; a preset of another name builds on one', () => {
@@ -370,3 +379,19 @@ routes:
   });
 });
 
+describe('the README example', () => {
+  it('loads without warnings and merges as the README says', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(readme.indexOf('### Presets'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+    const l = loadConfigText(yaml, PATH);
+    expect(l.warnings).toEqual([]);
+    const r = l.config.routes[0]!;
+    expect(r.name).toBe('checkout');
+    expect(r).toMatchObject({ timeout: 3000, critical: true, retry: { attempts: 1, backoff: { base: 10, max: 100 } }, breaker: { failureRate: { threshold: 0.5 } } });
+    const json = /```json\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+    const shown = [...json.matchAll(/"([\w.]+)": "(builtin|defaults|route|preset:[\w.-]+)"/g)];
+    expect(shown.length).toBeGreaterThanOrEqual(9);
+    for (const [, key, source] of shown) expect(r.sources[key as string], key).toBe(source);
+  });
+});
