@@ -138,6 +138,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       { path: opts.configPath, hash: next.hash, routes: rt.routes.length, event: 'config_reload_succeeded', severity: 'info', ...(changedListeners.length ? { restartNeeded: changedListeners } : {}) },
       changedListeners.length ? 'config reloaded; listener address changes take effect on restart' : 'config reloaded',
     );
+    if (next.warnings.length) log.warn({ path: opts.configPath, warnings: next.warnings, event: 'config_warnings' }, 'config warnings (the config is in force)');
     ops.reloaded([]);
     prev.retire(rt).catch((err: unknown) => log.error({ err }, 'closing the pools of removed upstreams failed'));
     return [];
@@ -211,6 +212,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     },
     'outrigger listening',
   );
+  if (loaded.warnings.length) log.warn({ path: opts.configPath, warnings: loaded.warnings, event: 'config_warnings' }, 'config warnings (the config is in force)');
   // The start-up line is what operators and scripts wait for: write it now, not with the next batch.
   log.flush();
 

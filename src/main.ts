@@ -57,9 +57,14 @@ function check(args: string[]): never {
     const loaded = loadConfigFile(path);
     const c = loaded.config;
     const breakers = new Set(c.routes.filter((r) => r.breaker.enabled).map((r) => r.breaker.name));
-    const summary = { valid: true, file: path, hash: loaded.hash, routes: c.routes.length, upstreams: Object.keys(c.upstreams).length, breakers: breakers.size, problems: [] };
+    const summary = { valid: true, file: path, hash: loaded.hash, routes: c.routes.length, upstreams: Object.keys(c.upstreams).length, breakers: breakers.size, problems: [], warnings: loaded.warnings };
     if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
-    else process.stdout.write(`${path}: OK (${summary.routes} routes, ${summary.upstreams} upstreams, ${summary.breakers} breakers)\n`);
+    else {
+      // Warnings (conflicting presets, a preset listed again) leave the config valid: exit 0.
+      const w = loaded.warnings.length;
+      process.stdout.write(`${path}: OK (${summary.routes} routes, ${summary.upstreams} upstreams, ${summary.breakers} breakers)${w ? `, ${w} warning${w === 1 ? '' : 's'}` : ''}\n`);
+      for (const line of loaded.warnings) process.stdout.write(`  warning: ${line}\n`);
+    }
     process.exit(0);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -137,7 +137,24 @@ describe('outrigger check', () => {
     expect(j.problems).toHaveLength(2);
     const good = await run(['check', '--format=json', file('good2.yaml', GOOD)]);
     expect(good.code).toBe(0);
-    expect(jsonOf(good)).toMatchObject({ valid: true, routes: 3, upstreams: 1, breakers: 2, problems: [], hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(jsonOf(good)).toMatchObject({ valid: true, routes: 3, upstreams: 1, breakers: 2, problems: [], warnings: [], hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
+
+  it('reports preset problems as errors and preset conflicts as warnings, exit 0', async () => {
+    const up = `upstreams: { a: { endpoints: ["http://127.0.0.1:1"] } }\n`;
+    const bad = await run(['check', file('presets-bad.yaml', `${up}presets: { x: { use: [y] }, y: { use: [x] } }\nroutes: [{ name: r0, upstream: a, use: [nope] }]\n`)]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain('presets.y.use[0]: preset cycle "x" → "y" → "x"');
+    expect(bad.stdout).toContain('routes[0].use[0]: unknown preset "nope"');
+    const p = file('presets-warn.yaml', `${up}routes: [{ name: r0, upstream: a, use: [no-retry, transient] }]\n`);
+    const warn = await run(['check', p]);
+    expect(warn.code).toBe(0);
+    const conflict =
+      'routes[0].use[1]: presets.transient.retry.attempts (3) overrides presets.no-retry.retry.attempts (0) from routes[0].use[0]; the later preset wins (set routes[0].retry.attempts to choose explicitly)';
+    expect(warn.stdout).toBe(`${p}: OK (1 routes, 1 upstreams, 1 breakers), 1 warning\n  warning: ${conflict}\n`);
+    const j = await run(['check', p, '--format', 'json']);
+    expect(j.code).toBe(0);
+    expect(jsonOf(j)).toMatchObject({ valid: true, problems: [], warnings: [conflict] });
   });
 
   it('exits 1 for a missing file and 2 for usage errors', async () => {

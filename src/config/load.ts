@@ -1,12 +1,14 @@
-// Reads a config file, validates it against the schema, merges `defaults` into every
-// route and runs the cross-field checks. The result is plain data, frozen, and is what
+// Reads a config file, validates it against the schema, merges the built-in defaults,
+// `defaults` and the presets a route uses into every route (presets.ts) and runs the
+// cross-field checks. The result is plain data, frozen, and is what
 // GET /config shows; compile.ts turns it into the runtime objects.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Defaults, type FallbackConfig, type RawConfig, type RawRoute, type UpstreamConfig } from './schema.js';
+import { configSchema, defaultsSchema, policyLayerSchema, type Defaults, type FallbackConfig, type PresetConfig, type RawConfig, type RawRoute, type UpstreamConfig } from './schema.js';
+import { assemble, leaves, Presets, settingAt, TRIP_SLOT, type Layer, type PolicySource, type Setting } from './presets.js';
 import { parseListen } from '../util/units.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/outrigger.yaml';
@@ -45,6 +47,10 @@ export interface EffectiveRoute {
   websocket: Defaults['websocket'];
   upgrades: string[];
   health: Defaults['health'];
+  /** The presets the route lists, as written. */
+  use: string[];
+  /** Where each policy value came from, by key path ("retry.backoff.base"): builtin, defaults, preset:<name> or route. */
+  sources: Record<string, PolicySource>;
 }
 
 export interface EffectiveConfig {
@@ -60,6 +66,8 @@ export interface EffectiveConfig {
   http: RawConfig['http'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
+  /** Every preset in force, built-ins first, as parsed. */
+  presets: Record<string, PresetConfig>;
   routes: EffectiveRoute[];
 }
 
@@ -68,6 +76,8 @@ export interface LoadedConfig {
   hash: string;
   loadedAt: Date;
   config: EffectiveConfig;
+  /** Valid but doubtful input (conflicting presets, a preset listed again): `check` prints them, the proxy logs them. */
+  warnings: string[];
 }
 
 /** A config that failed validation; `problems` holds every problem found, one line each. */
@@ -119,9 +129,10 @@ export function loadConfigText(text: string, path: string): LoadedConfig {
   const parsed = configSchema.safeParse(doc, { reportInput: true });
   if (!parsed.success) throw new ConfigError(path, parsed.error.issues.map(formatIssue), hash);
   const problems: string[] = [];
-  const config = buildEffective(parsed.data, dirname(path), problems);
+  const warnings: string[] = [];
+  const config = buildEffective(parsed.data, (doc as { defaults?: unknown }).defaults, dirname(path), problems, warnings);
   if (problems.length > 0) throw new ConfigError(path, problems, hash);
-  return { path, hash, loadedAt: new Date(), config: deepFreeze(config) };
+  return { path, hash, loadedAt: new Date(), config: deepFreeze(config), warnings };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -163,6 +174,12 @@ function formatIssue(issue: z.core.$ZodIssue): string {
       if (issue.origin === 'array') return `${where}: expected at most ${String(issue.maximum)} item(s)`;
       if (issue.origin === 'string') return `${where}: expected at most ${String(issue.maximum)} character(s)`;
       return `${where}: expected a number ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}, got ${got(input)}`;
+    case 'invalid_key': {
+      // A map key (an upstream or preset name) that is not a name: say what a name is, unless
+      // the map has a message of its own (header names).
+      const sub = issue.issues[0];
+      return `${where}: ${sub && issue.message === 'Invalid key in record' ? sub.message : issue.message}`;
+    }
     case 'invalid_format':
       if (issue.format === 'starts_with') return `${where}: expected a path starting with "/", got ${got(input)}`;
       return `${where}: ${issue.message}`;
@@ -173,19 +190,26 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 
 // ---------------------------------------------------------------------------------------
 
-type Trip = Pick<EffectiveBreaker, 'consecutiveFailures' | 'failureRate'>;
-
-function tripOf(b: { consecutiveFailures?: number | undefined; failureRate?: EffectiveBreaker['failureRate'] | undefined }, at: string, problems: string[]): Trip | undefined {
-  if (b.consecutiveFailures !== undefined && b.failureRate !== undefined) {
-    problems.push(`${at}: set consecutiveFailures or failureRate, not both`);
-    return undefined;
-  }
-  if (b.consecutiveFailures !== undefined) return { consecutiveFailures: b.consecutiveFailures };
-  if (b.failureRate !== undefined) return { failureRate: b.failureRate };
-  return undefined;
+/** One layer (defaults, a preset, a route) may set one trip condition; a later layer's replaces it. */
+function checkTrip(b: { consecutiveFailures?: number | undefined; failureRate?: EffectiveBreaker['failureRate'] | undefined }, at: string, problems: string[]): void {
+  if (b.consecutiveFailures !== undefined && b.failureRate !== undefined) problems.push(`${at}: set consecutiveFailures or failureRate, not both`);
 }
 
-function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): EffectiveConfig {
+/** The built-in defaults as the first layer of every route: the schema's defaults, and the default trip condition. */
+const BUILTIN_DEFAULTS: Defaults & { critical: boolean } = (() => {
+  const d = defaultsSchema.parse({});
+  return { ...d, breaker: { ...d.breaker, consecutiveFailures: DEFAULT_CONSECUTIVE_FAILURES }, critical: false };
+})();
+const BUILTIN_LAYER: Layer = { source: 'builtin', at: '', values: BUILTIN_DEFAULTS };
+
+/** The keys of a route that are policy (merged from defaults and presets), `critical` included. */
+const POLICY_KEYS: ReadonlySet<string> = new Set([...Object.keys(policyLayerSchema.shape), 'critical']);
+
+function policyPart(o: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => POLICY_KEYS.has(k)));
+}
+
+function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, problems: string[], warnings: string[]): EffectiveConfig {
   checkListeners(raw, problems);
   if (raw.flapping.low > raw.flapping.high) problems.push(`flapping.low: ${raw.flapping.low} is above flapping.high (${raw.flapping.high})`);
   for (const [name, up] of Object.entries(raw.upstreams)) {
@@ -196,9 +220,28 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
   }
 
   const d = raw.defaults;
-  const defaultTrip = tripOf(d.breaker, 'defaults.breaker', problems) ?? { consecutiveFailures: DEFAULT_CONSECUTIVE_FAILURES };
+  checkTrip(d.breaker, 'defaults.breaker', problems);
   checkPolicies('defaults', d.timeout, d.retry, d.breaker.halfOpenAfter, problems);
   const defaultFallback = d.fallback ? resolveFallback(d.fallback, 'defaults.fallback', baseDir, problems) : undefined;
+  // `defaults` parsed without its defaults, to tell what the file sets from what is built in.
+  // It cannot fail where the full parse passed: the same keys, every one optional.
+  const ownDefaults = policyLayerSchema.safeParse(rawDefaults ?? {});
+  const defaultsLayer: Layer = {
+    source: 'defaults',
+    at: 'defaults',
+    values: { ...(ownDefaults.success ? ownDefaults.data : {}), ...(defaultFallback ? { fallback: defaultFallback } : {}) },
+  };
+
+  const presets = new Presets(
+    raw.presets,
+    (p, at) => {
+      if (p.breaker) checkTrip(p.breaker, `${at}.breaker`, problems);
+      const { use: _use, ...values } = p;
+      return p.fallback ? { ...values, fallback: resolveFallback(p.fallback, `${at}.fallback`, baseDir, problems) } : values;
+    },
+    problems,
+    warnings,
+  );
 
   const seen = new Map<string, number>();
   const breakers = new Map<string, { at: string; fingerprint: string }>();
@@ -212,24 +255,23 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       problems.push(`${at}.upstream: unknown upstream "${r.upstream}" (${known.length ? `known: ${known.join(', ')}` : 'no upstreams are defined'})`);
     }
     checkMatch(r, at, problems);
+    if (r.breaker) checkTrip(r.breaker, `${at}.breaker`, problems);
 
-    const rb = r.breaker ?? {};
-    const trip = tripOf(rb, `${at}.breaker`, problems) ?? defaultTrip;
+    const own = policyPart(r);
+    if (r.fallback) own.fallback = resolveFallback(r.fallback, `${at}.fallback`, baseDir, problems);
+    const { layers, via } = presets.layersFor(r.use, at, [BUILTIN_LAYER, defaultsLayer], { source: 'route', at, values: own }, problems, warnings);
+    const s = presets.merge(layers, via, r.use, at, warnings);
+    const value = <T>(path: string): T => settingAt(s, path)?.value as T;
+
+    const fallback = value<EffectiveFallback | undefined>('fallback');
+    const trip = s.get(TRIP_SLOT) as Setting;
     const breaker: EffectiveBreaker = {
-      enabled: rb.enabled ?? d.breaker.enabled,
-      name: rb.name ?? r.name,
-      ...trip,
-      halfOpenAfter: rb.halfOpenAfter ?? d.breaker.halfOpenAfter,
-      failOn: rb.failOn ?? d.breaker.failOn,
-      probeTimeout: rb.probeTimeout ?? d.breaker.probeTimeout,
-    };
-    const rr = r.retry ?? {};
-    const retry: Defaults['retry'] = {
-      ...d.retry,
-      ...stripUndefined(rr),
-      backoff: { ...d.retry.backoff, ...stripUndefined(rr.backoff ?? {}) },
-      retryAfter: { ...d.retry.retryAfter, ...stripUndefined(rr.retryAfter ?? {}) },
-      budget: { ...d.retry.budget, ...stripUndefined(rr.budget ?? {}) },
+      enabled: value('breaker.enabled'),
+      name: value<string | undefined>('breaker.name') ?? r.name,
+      ...(trip.path === 'breaker.failureRate' ? { failureRate: trip.value as NonNullable<EffectiveBreaker['failureRate']> } : { consecutiveFailures: trip.value as number }),
+      halfOpenAfter: value('breaker.halfOpenAfter'),
+      failOn: value('breaker.failOn'),
+      probeTimeout: value('breaker.probeTimeout'),
     };
     const route: EffectiveRoute = {
       name: r.name,
@@ -237,22 +279,31 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
       upstream: r.upstream,
       ...(r.rewritePrefix !== undefined ? { rewritePrefix: r.rewritePrefix } : {}),
       preserveHost: r.preserveHost,
-      critical: r.critical,
-      timeout: r.timeout ?? d.timeout,
-      bodyTimeout: r.bodyTimeout ?? d.bodyTimeout,
-      requestTimeout: r.requestTimeout ?? d.requestTimeout,
-      retry,
+      critical: value('critical'),
+      timeout: value('timeout'),
+      bodyTimeout: value('bodyTimeout'),
+      requestTimeout: value('requestTimeout'),
+      retry: assemble(BUILTIN_DEFAULTS.retry, 'retry', s) as Defaults['retry'],
       breaker,
-      concurrency: { ...d.concurrency, ...stripUndefined(r.concurrency ?? {}) },
-      websocket: { ...d.websocket, ...stripUndefined(r.websocket ?? {}) },
-      upgrades: r.upgrades ?? d.upgrades,
-      health: { errorRatio: { ...d.health.errorRatio, ...stripUndefined(r.health?.errorRatio ?? {}) } },
+      concurrency: assemble(BUILTIN_DEFAULTS.concurrency, 'concurrency', s) as Defaults['concurrency'],
+      websocket: assemble(BUILTIN_DEFAULTS.websocket, 'websocket', s) as Defaults['websocket'],
+      upgrades: value('upgrades'),
+      health: assemble(BUILTIN_DEFAULTS.health, 'health', s) as Defaults['health'],
+      ...(fallback ? { fallback } : {}),
+      use: r.use,
+      sources: {},
     };
-    const fallback = r.fallback ? resolveFallback(r.fallback, `${at}.fallback`, baseDir, problems) : defaultFallback;
-    if (fallback) route.fallback = fallback;
-    checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems);
+    for (const [path] of leaves(policyPart(route))) route.sources[path] = settingAt(s, path)?.source ?? 'builtin';
+    // A value that came from a preset is named in the message, since the route does not show it.
+    const from = (path: string): string => {
+      const st = settingAt(s, path);
+      return st?.preset !== undefined ? ` (from presets.${st.preset}.${st.path})` : '';
+    };
+    checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems, from);
     if (route.health.errorRatio.warning > route.health.errorRatio.critical) {
-      problems.push(`${at}.health.errorRatio: warning (${route.health.errorRatio.warning}) is above critical (${route.health.errorRatio.critical})`);
+      problems.push(
+        `${at}.health.errorRatio: warning (${route.health.errorRatio.warning})${from('health.errorRatio.warning')} is above critical (${route.health.errorRatio.critical})${from('health.errorRatio.critical')}`,
+      );
     }
 
     if (breaker.enabled) {
@@ -279,22 +330,23 @@ function buildEffective(raw: RawConfig, baseDir: string, problems: string[]): Ef
     http: raw.http,
     upstreams: raw.upstreams,
     defaults: d,
+    presets: presets.table(),
     routes,
   };
 }
 
-function checkPolicies(at: string, timeout: number, retry: Defaults['retry'], halfOpen: EffectiveBreaker['halfOpenAfter'], problems: string[]): void {
+function checkPolicies(at: string, timeout: number, retry: Defaults['retry'], halfOpen: EffectiveBreaker['halfOpenAfter'], problems: string[], from: (path: string) => string = () => ''): void {
   if (timeout > 0 && retry.perTryTimeout > timeout) {
-    problems.push(`${at}.retry.perTryTimeout: ${retry.perTryTimeout}ms is longer than the route timeout of ${timeout}ms`);
+    problems.push(`${at}.retry.perTryTimeout: ${retry.perTryTimeout}ms${from('retry.perTryTimeout')} is longer than the route timeout of ${timeout}ms${from('timeout')}`);
   }
   if (retry.backoff.base > retry.backoff.max) {
-    problems.push(`${at}.retry.backoff: base (${retry.backoff.base}ms) is greater than max (${retry.backoff.max}ms)`);
+    problems.push(`${at}.retry.backoff: base (${retry.backoff.base}ms)${from('retry.backoff.base')} is greater than max (${retry.backoff.max}ms)${from('retry.backoff.max')}`);
   }
   if (retry.on.includes('retriable-status') && retry.statuses.length === 0) {
-    problems.push(`${at}.retry.on: retriable-status is listed but retry.statuses is empty`);
+    problems.push(`${at}.retry.on: retriable-status is listed${from('retry.on')} but retry.statuses is empty`);
   }
   if (typeof halfOpen === 'object' && halfOpen.base > halfOpen.max) {
-    problems.push(`${at}.breaker.halfOpenAfter: base (${halfOpen.base}ms) is greater than max (${halfOpen.max}ms)`);
+    problems.push(`${at}.breaker.halfOpenAfter: base (${halfOpen.base}ms) is greater than max (${halfOpen.max}ms)${from('breaker.halfOpenAfter')}`);
   }
 }
 
@@ -374,12 +426,6 @@ function resolveFallback(f: FallbackConfig, at: string, baseDir: string, problem
     }
   }
   return { ...f, body: f.body ?? '' };
-}
-
-function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
 function deepFreeze<T>(o: T): T {

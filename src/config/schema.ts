@@ -226,6 +226,7 @@ export const defaultsSchema = z.strictObject({
   health: z.strictObject({ errorRatio: defaulted(errorRatioShape, errorRatioDefaults).prefault({}) }).prefault({}),
 });
 
+// The policy keys a route, a preset and (with their defaults) the `defaults:` block take.
 const routePolicies = {
   timeout: duration.optional(),
   bodyTimeout: duration.optional(),
@@ -238,6 +239,22 @@ const routePolicies = {
   upgrades: z.array(upgradeToken).optional(),
   health: z.strictObject({ errorRatio: optional(errorRatioShape).optional() }).optional(),
 };
+
+/** The policy keys with none defaulted: what a layer (defaults, a preset, a route) sets itself. */
+export const policyLayerSchema = z.strictObject(routePolicies);
+
+const presetList = z.array(name).meta({ description: 'Presets to apply, in order: each overrides `defaults` and the presets before it, key by key; the keys set here override them all.' });
+
+// A named preset: the route policy keys plus `critical`, and `use` to build on other presets.
+// Merge order for a route: built-in defaults, `defaults`, each preset of `use` in order
+// (a preset's own `use` list first), then the route's own keys (load.ts, presets.ts).
+export const presetSchema = z
+  .strictObject({
+    use: presetList.optional(),
+    critical: z.boolean().optional().meta({ description: "Mark the routes that use this preset critical (see a route's `critical`)." }),
+    ...routePolicies,
+  })
+  .meta({ description: 'A named set of policy keys, applied to a route with `use: [name]`.' });
 
 const headerMatch = z.union(
   [
@@ -265,7 +282,8 @@ export const routeSchema = z.strictObject({
   upstream: name,
   rewritePrefix: z.string().startsWith('/').optional(),
   preserveHost: z.boolean().default(false),
-  critical: z.boolean().default(false),
+  critical: z.boolean().optional().meta({ description: "List this route's breaker in /health criticalOpen while not closed (default false; a preset may set it)." }),
+  use: presetList.default([]),
   ...routePolicies,
 });
 
@@ -335,6 +353,10 @@ export const configSchema = z
     http: httpSchema.prefault({}),
     upstreams: z.record(name, upstreamSchema).default({}),
     defaults: defaultsSchema.prefault({}),
+    presets: z
+      .record(name, presetSchema)
+      .default({})
+      .meta({ description: 'Named policy presets that routes apply with `use`; the built-in ones (transient, critical, background, no-retry) cannot be redefined.' }),
     routes: z.array(routeSchema).default([]),
   })
   .meta({ title: 'Outrigger config', description: 'Outrigger resilience sidecar proxy configuration.' });
@@ -342,6 +364,8 @@ export const configSchema = z
 export type RawConfig = z.output<typeof configSchema>;
 export type RawRoute = z.output<typeof routeSchema>;
 export type Defaults = z.output<typeof defaultsSchema>;
+export type PolicyLayer = z.output<typeof policyLayerSchema>;
+export type PresetConfig = z.output<typeof presetSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type RetryOn = (typeof RETRY_ON)[number];
 export type FailOn = (typeof FAIL_ON)[number];

@@ -83,6 +83,60 @@ describe('admin probes and documents', () => {
     expect(c.defaults.timeout).toBe(15_000);
   });
 
+  it('/config shows each route\'s effective policy, its presets and the source of every value', async () => {
+    const px = track(
+      await startProxy({
+        upstreams: { up: { endpoints: ['http://127.0.0.1:1'] } },
+        defaults: { timeout: '10s', retry: { backoff: { max: '1s' } } },
+        presets: { payments: { use: ['critical'], timeout: '3s', fallback: { on: ['breaker-open'], status: 503, body: 'later' } } },
+        routes: [
+          { name: 'checkout', match: { pathPrefix: '/checkout' }, upstream: 'up', use: ['transient', 'payments'], retry: { attempts: 1 } },
+          { name: 'plain', match: { pathPrefix: '/' }, upstream: 'up' },
+        ],
+      }),
+    );
+    type Route = { name: string; timeout: number; critical: boolean; use: string[]; sources: Record<string, string>; retry: { attempts: number; backoff: { base: number; max: number } }; breaker: { name: string; failureRate?: unknown }; fallback?: { status: number; body: string } };
+    const c = (await getJson(`${px.adminUrl}/config`)).json as unknown as { routes: Route[]; defaults: { timeout: number }; presets: Record<string, unknown> };
+    const [checkout, plain] = c.routes as [Route, Route];
+    // The effective values, in the same shape as before presets.
+    expect(checkout).toMatchObject({ name: 'checkout', timeout: 3000, critical: true, retry: { attempts: 1, backoff: { base: 10, max: 100 } }, breaker: { name: 'checkout', failureRate: { threshold: 0.5 } }, fallback: { status: 503, body: 'later' } });
+    expect(checkout.use).toEqual(['transient', 'payments']);
+    expect(checkout.sources).toMatchObject({
+      timeout: 'preset:payments',
+      critical: 'preset:critical',
+      'retry.attempts': 'route',
+      'retry.backoff.base': 'preset:transient',
+      'retry.backoff.max': 'preset:transient',
+      'retry.on': 'preset:critical',
+      'breaker.failureRate': 'preset:critical',
+      'breaker.name': 'builtin',
+      fallback: 'preset:payments',
+      bodyTimeout: 'builtin',
+    });
+    expect(plain).toMatchObject({ timeout: 10_000, critical: false, use: [], retry: { backoff: { max: 1000 } } });
+    expect(plain.sources).toMatchObject({ timeout: 'defaults', 'retry.backoff.max': 'defaults', 'retry.backoff.base': 'builtin', critical: 'builtin' });
+    expect(Object.values(plain.sources).every((v) => v === 'builtin' || v === 'defaults')).toBe(true);
+    expect(Object.keys(c.presets)).toEqual(['transient', 'critical', 'background', 'no-retry', 'payments']);
+    expect(c.defaults.timeout).toBe(10_000);
+
+    // critical: true from a preset is what the runtime uses: the breaker is listed as critical.
+    expect((await post(px, '/breakers/checkout/isolate')).status).toBe(200);
+    expect(((await getJson(`${px.adminUrl}/health`)).json as unknown as { criticalOpen: string[] }).criticalOpen).toEqual(['checkout']);
+  });
+
+  it('logs config warnings at start-up, and /config after a reload shows the new sources', async () => {
+    const cfg = { upstreams: { up: { endpoints: ['http://127.0.0.1:1'] } }, routes: [{ name: 'r1', match: { pathPrefix: '/' }, upstream: 'up', use: ['no-retry', 'transient'] }] };
+    const px = track(await startProxy(cfg));
+    const warned = px.logs.find((l) => l.event === 'config_warnings');
+    expect(warned?.level).toBe('warn');
+    expect(warned?.warnings).toEqual([expect.stringMatching(/^routes\[0\]\.use\[1\]: presets\.transient\.retry\.attempts \(3\) overrides presets\.no-retry\.retry\.attempts \(0\)/)]);
+    const sources = async () => ((await getJson(`${px.adminUrl}/config`)).json as unknown as { routes: Array<{ sources: Record<string, string> }> }).routes[0]!.sources;
+    expect((await sources())['retry.attempts']).toBe('preset:transient');
+    px.writeConfig({ ...cfg, routes: [{ ...cfg.routes[0], use: ['transient', 'no-retry'] }] });
+    expect((await post(px, '/reload')).status).toBe(200);
+    expect((await sources())['retry.attempts']).toBe('preset:no-retry');
+  });
+
   it('answers 404 for unknown paths and 405 for other methods', async () => {
     const px = track(await startProxy(oneRoute('http://127.0.0.1:1')));
     expect((await req(px.adminUrl, { path: '/nope' })).status).toBe(404);

@@ -41,6 +41,11 @@ describe('a corpus of bad configs', () => {
       ['bogus: unknown key', 'upstreams.a.extra: unknown key', 'routes[0].retyr: unknown key', 'routes[0].match.hots: unknown key', 'defaults.retry.jitter: unknown key'],
     ],
     [
+      'an upstream name that is not a name',
+      `upstreams: { "bad name": { endpoints: ["http://127.0.0.1:1"] } }\n`,
+      ['upstreams.bad name: expected a name of letters, digits, "_", "." or "-" (at most 63 characters), got "bad name"'],
+    ],
+    [
       'an unknown upstream',
       `${UP}routes: [{ name: r0, upstream: nope }]\n`,
       ['routes[0].upstream: unknown upstream "nope" (known: a)'],

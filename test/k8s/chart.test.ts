@@ -252,7 +252,7 @@ function readChartTemplates(): string[] {
 }
 
 describe('YAML 1.1 and `on:`', () => {
-  it('gives a config that passes check from user values with unquoted retry.on and fallback.on', () => {
+  it('gives a config that passes check from user values with unquoted retry.on and fallback.on (defaults, presets, routes)', () => {
     const userValues = `config:
   defaults:
     retry:
@@ -261,10 +261,19 @@ describe('YAML 1.1 and `on:`', () => {
       on: [breaker-open]
       status: 503
       body: degraded
+  presets:
+    careful:
+      use: [critical]
+      retry:
+        on: [connect-failure]
+      fallback:
+        on: [breaker-open, overloaded]
+        status: 503
   routes:
     - name: orders
       match: { pathPrefix: /orders }
       upstream: app
+      use: [careful]
       retry:
         attempts: 3
         on: [connect-failure, 5xx]
@@ -282,9 +291,11 @@ describe('YAML 1.1 and `on:`', () => {
     const r = renderChart(CHART, userValues);
     const [text] = configsOf(r);
     outriggerCheck('yaml11.yaml', text as string);
-    const cfg = parseYaml(text as string) as { defaults: Dict; routes: Array<{ retry: Dict; fallback: Dict }> };
+    const cfg = parseYaml(text as string) as { defaults: Dict; presets: Record<string, Dict>; routes: Array<{ retry: Dict; fallback: Dict }> };
     expect((cfg.defaults.retry as Dict).on).toEqual(['connect-failure', 'reset', 'gateway-error']);
     expect((cfg.defaults.fallback as Dict).on).toEqual(['breaker-open']);
+    expect((cfg.presets.careful?.retry as Dict).on).toEqual(['connect-failure']);
+    expect((cfg.presets.careful?.fallback as Dict).on).toEqual(['breaker-open', 'overloaded']);
     expect(cfg.routes[0]?.retry.on).toEqual(['connect-failure', '5xx']);
     expect(cfg.routes[0]?.fallback.on).toEqual(['timeout', 'upstream-unavailable']);
     expect(text).not.toMatch(/"?true"?:/);

@@ -181,13 +181,19 @@ The Outrigger config has no key named "true", so the mapping never changes a val
 {{- end -}}
 {{- end -}}
 
-{{/* The Outrigger config as YAML, from a copy of .config with every retry/fallback `on` restored. */}}
+{{/* The Outrigger config as YAML, from a copy of .config with every retry/fallback `on` (defaults, presets, routes) restored. */}}
 {{- define "outrigger.configYaml" -}}
 {{- $v := default .root.Values .values -}}
 {{- $c := deepCopy (default (dict) $v.config) -}}
 {{- with $c.defaults -}}
 {{- include "outrigger.onKey" .retry -}}
 {{- include "outrigger.onKey" .fallback -}}
+{{- end -}}
+{{- range $_, $preset := $c.presets -}}
+{{- if kindIs "map" $preset -}}
+{{- include "outrigger.onKey" $preset.retry -}}
+{{- include "outrigger.onKey" $preset.fallback -}}
+{{- end -}}
 {{- end -}}
 {{- range $c.routes -}}
 {{- include "outrigger.onKey" .retry -}}
