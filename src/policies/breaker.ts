@@ -131,6 +131,8 @@ export class Breaker {
     for (const f of settings.failOn) {
       if (typeof f === 'number') statuses.add(f);
       else if (f === 'connect-failure' || f === 'reset' || f === 'timeout') kinds.add(f);
+      // A connection closed before the request was sent is a reset too (failOn has no name for it).
+      if (f === 'reset') kinds.add('refused-stream');
     }
     this.failKinds = kinds;
     this.failStatuses = statuses;

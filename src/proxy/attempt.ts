@@ -184,7 +184,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
           this.settleFailure(err);
           return;
         }
-        const failure = err instanceof AttemptError ? err : new AttemptError(classifyError(err, this.connected, this.sent), err);
+        const failure = err instanceof AttemptError ? err : new AttemptError(this.clientAborted() ? 'client-abort' : classifyError(err, this.connected, this.sent), err);
         this.settleFailure(failure);
         return;
       }
@@ -293,6 +293,18 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     } catch {
       /* invalid hint values: the final response still follows */
     }
+  }
+
+  /**
+   * The client broke off its own upload (a streamed body that never completed): the attempt
+   * failed because of the client, which is no verdict on the upstream (a half-open probe
+   * stays half-open) and no attempt outcome.
+   */
+  private clientAborted(): boolean {
+    const body = this.ex.body;
+    if (this.sent || body === null || Buffer.isBuffer(body)) return false;
+    const req = this.ex.req;
+    return !req.complete && (this.ex.clientGone || req.destroyed || req.readableAborted);
   }
 
   /** The client went away, or the exchange gave up on this attempt. */

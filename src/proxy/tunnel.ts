@@ -193,7 +193,11 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
         req.destroy();
         return settle(null, new InvalidUpgradeError(status === 101 ? `a 101 without Upgrade: ${token}` : `an interim ${status} answer`));
       }
-      settle(new AnswerReply(res, () => req.destroy()), null);
+      const sock = res.socket;
+      settle(new AnswerReply(res, () => {
+        req.destroy();
+        sock?.destroy();
+      }), null);
     });
     req.once('error', (err) => {
       settle(null, new AttemptError(classifyError(err, connected, connected), err));

@@ -273,7 +273,13 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
         r.socket?.destroy();
         return settle(null, new InvalidUpgradeError(status === 101 ? 'a 101 without Upgrade: websocket' : `an interim ${status} answer`));
       }
-      settle(new AnswerReply(r, () => clientReq.destroy()), null);
+      // Node detaches a keep-alive socket from the response once it ends (there is no agent
+      // to take it): hold it now, so the relay can close it.
+      const sock = r.socket;
+      settle(new AnswerReply(r, () => {
+        clientReq.destroy();
+        sock?.destroy();
+      }), null);
     });
     upstream.once('open', () => {
       if (settled) return upstream.terminate();
