@@ -61,7 +61,7 @@ describe('the indexed router', () => {
       const host = pick(['a.test', 'A.TEST', 'b.test', 'x.test', 'a.test:8080', 'other', undefined]);
       const t = parseTarget(url, host) as RequestTarget;
       const method = pick(METHODS);
-      const headers = rand() < 0.3 ? { 'x-tenant': pick(['one', 'two']) } : {};
+      const headers: Record<string, string> = rand() < 0.3 ? { 'x-tenant': pick(['one', 'two']) } : {};
       const want = linear(ms, method, t, headers);
       expect(router.match(method, t, headers), `seed ${seed}: ${method} ${host ?? '(no host)'} ${url}`).toBe(want);
       picked.add(want);
