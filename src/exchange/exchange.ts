@@ -59,6 +59,14 @@ export interface RouteMetricsPort {
   retry(reason: RetryReason): void;
   fallback(trigger: FallbackOn): void;
   timeout(kind: TimeoutMetricKind): void;
+  /** A response served from the stale-if-error cache (outrigger_stale_served_total). */
+  staleServed(): void;
+}
+
+/** A byte gauge shared by every stale-if-error cache (outrigger_stale_cache_bytes). */
+export interface ByteGaugePort {
+  inc(bytes: number): void;
+  dec(bytes: number): void;
 }
 
 /** A route as the policy layers see it; built once per config load. */
