@@ -1,7 +1,8 @@
 // Turns a validated config into the immutable runtime: compiled routes with their policy
 // stacks, upstream pools and breakers. Built once per config load. On reload, breakers,
-// pools, budgets and concurrency limiters whose settings did not change are carried over,
-// so state (breaker counts, in-flight slots) survives.
+// pools, budgets, concurrency limiters and stale-if-error caches whose settings did not
+// change are carried over, so state (breaker counts, in-flight slots, stored responses)
+// survives.
 import { bulkhead, type BulkheadPolicy } from 'cockatiel';
 import type { EffectiveConfig, LoadedConfig } from './config/load.js';
 import type { Metrics, RouteMetrics, BreakerMetrics } from './admin/metrics.js';
@@ -11,6 +12,7 @@ import { BREAKER_STATES, Breaker } from './policies/breaker.js';
 import { RetryBudget } from './policies/budget.js';
 import { buildPipeline } from './policies/pipeline.js';
 import { FallbackPlan } from './policies/fallback.js';
+import { StaleCache, StalePlan } from './policies/stale-cache.js';
 import type { CompiledRoute } from './proxy/exchange.js';
 import { Router, compileMatcher } from './proxy/router.js';
 import { Upstream } from './proxy/upstream.js';
@@ -46,6 +48,7 @@ export class Runtime {
     readonly breakers: Map<string, Kept<Breaker>>,
     private readonly bulkheads: Map<string, Kept<BulkheadPolicy>>,
     private readonly budgets: Map<string, Kept<RetryBudget>>,
+    private readonly caches: Map<string, Kept<StaleCache>>,
     routes: CompiledRoute[],
     unmatched: RouteMetrics,
     accessSample: number,
@@ -79,6 +82,7 @@ export class Runtime {
     const breakers = new Map<string, Kept<Breaker>>();
     const bulkheads = new Map<string, Kept<BulkheadPolicy>>();
     const budgets = new Map<string, Kept<RetryBudget>>();
+    const caches = new Map<string, Kept<StaleCache>>();
     const routes: CompiledRoute[] = [];
 
     for (const rc of cfg.routes) {
@@ -126,7 +130,20 @@ export class Runtime {
       const upstream = (upstreams.get(rc.upstream) as Kept<Upstream>).value;
       // Series known in advance exist at 0 from the load that creates the route (README, Metrics).
       const rm = metrics.forRoute(rc.name, rc.upstream);
-      rm.zeroCodes(rc.match.methods ?? null, rc.fallback ? [...PROXY_CODES, rc.fallback.status] : PROXY_CODES);
+      rm.zeroCodes(rc.match.methods ?? null, rc.fallback?.staticResponse ? [...PROXY_CODES, rc.fallback.status] : PROXY_CODES);
+
+      let stale: StalePlan | null = null;
+      const sie = rc.fallback?.staleIfError;
+      if (rc.fallback && sie) {
+        // Stored responses stay valid only for the same upstream, the same mapping of client
+        // paths to upstream paths, and the same breaker (its epoch numbers them).
+        const key = JSON.stringify([sie, upstream.settings.endpoints, rc.rewritePrefix ?? null, rc.preserveHost]);
+        const old = previous?.caches.get(rc.name);
+        const kept = old && old.key === key && old.value.breaker === breaker ? old : { key, value: new StaleCache(sie, breaker, metrics.staleCacheBytes) };
+        caches.set(rc.name, kept);
+        stale = new StalePlan(kept.value, new Set(rc.fallback.on));
+        rm.zeroStale();
+      }
       if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(metrics, UPGRADE_OUTCOMES, CLOSE_REASONS);
       const rewriteFrom = rc.rewritePrefix !== undefined ? (rc.match.pathPrefix ?? rc.match.path ?? null) : null;
       const parts = {
@@ -140,6 +157,7 @@ export class Runtime {
         rewriteFrom: rewriteFrom !== null && rewriteFrom.length > 1 && rewriteFrom.endsWith('/') ? rewriteFrom.slice(0, -1) : rewriteFrom,
         rewriteTo: rc.rewritePrefix ?? null,
         fallback: rc.fallback ? new FallbackPlan(rc.fallback) : null,
+        stale,
       };
       // One stack per transport over the same policy objects: the HTTP request and the upgrade
       // handshake differ only in the attempt at the bottom.
@@ -158,6 +176,7 @@ export class Runtime {
       breakers,
       bulkheads,
       budgets,
+      caches,
       routes,
       unmatchedMetrics(metrics),
       log.isLevelEnabled('info') ? sample : 0,
@@ -208,6 +227,9 @@ export class Runtime {
       m.breakerRejections.remove({ breaker: name });
       m.breakerCritical.remove({ breaker: name });
     }
+    // A cache the next runtime did not keep is emptied now (its bytes leave the gauge); a
+    // request of this runtime still streaming into it can no longer store.
+    for (const [name, kept] of this.caches) if (next?.caches.get(name)?.value !== kept.value) kept.value.close();
     // Asked for even with nothing to close: once it resolves, this runtime lets go of the
     // older ones, so a run of reloads does not keep every past runtime alive.
     const idle = this.idle();

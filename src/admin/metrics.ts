@@ -127,6 +127,17 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly staleServed = new Counter({
+    name: 'outrigger_stale_served_total',
+    help: 'Responses served from the route stale-if-error cache instead of an error or the static fallback.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly staleCacheBytes = new Gauge({
+    name: 'outrigger_stale_cache_bytes',
+    help: 'Bytes held by the stale-if-error caches of every route (bodies, header names and values, keys).',
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'outrigger_inflight_requests',
     help: 'Requests in flight, by route.',
@@ -309,6 +320,8 @@ export class RouteMetrics {
   private readonly timeouts: Record<TimeoutMetricKind, CounterChild>;
   private readonly events: EventLog;
   private readonly internalErrors: CounterChild;
+  /** Resolved by zeroStale(), for the routes that enable fallback.staleIfError. */
+  private staleChild: CounterChild | null = null;
   private readonly unavailableMessage: string;
   /** Counts by [methodIndex] then status code: codes are an open set we only learn by seeing them. */
   private readonly requests: Array<Map<number, number>>;
@@ -363,6 +376,15 @@ export class RouteMetrics {
       const byCode = this.requests[i] as Map<number, number>;
       for (const code of codes) if (!byCode.has(code)) byCode.set(code, 0);
     }
+  }
+
+  /** outrigger_stale_served_total at 0, for a route that enables fallback.staleIfError. */
+  zeroStale(): void {
+    (this.staleChild ??= this.m.staleServed.labels(this.route)).inc(0);
+  }
+
+  staleServed(): void {
+    (this.staleChild ??= this.m.staleServed.labels(this.route)).inc();
   }
 
   /** WebSocket upgrade and close series at 0, for a route that accepts WebSocket upgrades. */

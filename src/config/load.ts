@@ -28,6 +28,12 @@ export interface EffectiveBreaker {
 export interface EffectiveFallback extends FallbackConfig {
   /** The response body: `body`, or the contents of `bodyFile` read at load time. */
   body: string;
+  /**
+   * Whether the static response (status, headers, body) is sent on a trigger: always
+   * without `staleIfError`; with it, only when `body` or `bodyFile` is set, so a cache
+   * miss passes the error through instead of an empty 200.
+   */
+  staticResponse: boolean;
 }
 
 export interface EffectiveRoute {
@@ -413,19 +419,20 @@ function checkListeners(raw: RawConfig, problems: string[]): void {
 }
 
 function resolveFallback(f: FallbackConfig, at: string, baseDir: string, problems: string[]): EffectiveFallback {
+  const staticResponse = f.staleIfError === undefined || f.body !== undefined || f.bodyFile !== undefined;
   if (f.body !== undefined && f.bodyFile !== undefined) {
     problems.push(`${at}: set body or bodyFile, not both`);
-    return { ...f, body: f.body };
+    return { ...f, body: f.body, staticResponse };
   }
   if (f.bodyFile !== undefined) {
     try {
-      return { ...f, body: readFileSync(resolve(baseDir, f.bodyFile), 'utf8') };
+      return { ...f, body: readFileSync(resolve(baseDir, f.bodyFile), 'utf8'), staticResponse };
     } catch (err) {
       problems.push(`${at}.bodyFile: cannot read ${JSON.stringify(f.bodyFile)}: ${(err as Error).message}`);
-      return { ...f, body: '' };
+      return { ...f, body: '', staticResponse };
     }
   }
-  return { ...f, body: f.body ?? '' };
+  return { ...f, body: f.body ?? '', staticResponse };
 }
 
 function deepFreeze<T>(o: T): T {

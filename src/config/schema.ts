@@ -173,6 +173,26 @@ const breakerPartial = optional(breakerShape).extend(breakerTrip).extend({
 const concurrencyShape = { max: z.number().int().min(1), queue: z.number().int().min(0) };
 const concurrencyDefaults = { max: 1024, queue: 0 };
 
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: (iss) => `expected a header name (RFC 9110 token), got ${describeGot(iss.input)}` })
+  .transform((s) => s.toLowerCase());
+
+// The stale-if-error cache (policies/stale-cache.ts): responses kept per route, served
+// instead of the static fallback when a trigger fires. Present means enabled.
+const staleIfErrorShape = {
+  maxAge: duration
+    .refine((ms) => ms > 0, { error: 'expected a maxAge above 0' })
+    .meta({ description: 'Oldest entry (by its Age) served; an upstream stale-if-error=N lowers it for that entry to its freshness lifetime plus N.' }),
+  maxEntries: z.number().int().min(1).max(1_000_000).meta({ description: 'Most entries kept by the route; the least recently used goes first.' }),
+  maxBytes: size
+    .refine((b) => b >= 1024 && b <= 4 * 1024 ** 3, { error: 'expected a size from 1KiB to 4GiB' })
+    .meta({ description: 'Most bytes kept by the route (bodies, header names and values, keys); the least recently used goes first.' }),
+  maxEntryBytes: size.meta({ description: 'Largest body stored; larger ones stream through and are not kept.' }),
+  vary: z.array(headerName).meta({ description: 'Request headers that are part of the key; a response whose Vary names another header (or *) is not stored.' }),
+};
+const staleIfErrorDefaults = { maxAge: 300_000, maxEntries: 1000, maxBytes: 32 * 1024 * 1024, maxEntryBytes: 1024 * 1024, vary: ['accept', 'accept-encoding'] };
+
 const fallbackSchema = z.strictObject({
   on: z.array(z.enum(FALLBACK_ON)).default(['breaker-open', 'timeout', 'upstream-unavailable']),
   status: statusCode.default(200),
@@ -187,6 +207,9 @@ const fallbackSchema = z.strictObject({
     .default({}),
   body: z.string().optional(),
   bodyFile: z.string().optional(),
+  staleIfError: defaulted(staleIfErrorShape, staleIfErrorDefaults)
+    .optional()
+    .meta({ description: 'Serve the last good response (GET and HEAD) when a trigger fires, before the static fallback. With it, the static response applies only when body or bodyFile is set.' }),
 });
 
 const websocketShape = {
@@ -373,3 +396,4 @@ export type FallbackOn = (typeof FALLBACK_ON)[number];
 export type Jitter = (typeof JITTER)[number];
 export type HttpConfig = z.output<typeof httpSchema>;
 export type FallbackConfig = z.output<typeof fallbackSchema>;
+export type StaleIfErrorConfig = NonNullable<FallbackConfig['staleIfError']>;

@@ -23,6 +23,30 @@ export interface Reply {
   send(ex: Exchange): void;
   /** Throws the reply away without sending it (a retried attempt, a replaced 5xx). */
   discard(): void;
+  /**
+   * The response head as the client will get it (lower-case names, flat name/value pairs,
+   * hop-by-hop fields removed). Only replies that can be tapped have one.
+   */
+  readonly responseHeaders?: readonly string[];
+  /**
+   * Copies the body into `tap` while send() streams it to the client, without holding any
+   * of it back. Called before send(). Returns false when the body cannot be proven whole
+   * (its end would look the same as a cut: a read-until-close body) or it is too late.
+   * Absent on replies that are not an upstream HTTP response (the proxy's own, upgrades).
+   */
+  tap?(tap: BodyTap): boolean;
+}
+
+/**
+ * Receives a copy of a response body as it streams (the stale-if-error cache). Exactly one
+ * of end() and abort() is called, once. Chunks are the transport's: copy what you keep.
+ */
+export interface BodyTap {
+  data(chunk: Buffer): void;
+  /** The whole body arrived, its length checked against the response's framing. */
+  end(): void;
+  /** The body did not arrive whole: cut by the upstream, the client gone, discarded, timed out. */
+  abort(): void;
 }
 
 /** A layer of the policy stack: the same shape at every level, composed once per route. */
@@ -35,6 +59,14 @@ export interface RouteMetricsPort {
   retry(reason: RetryReason): void;
   fallback(trigger: FallbackOn): void;
   timeout(kind: TimeoutMetricKind): void;
+  /** A response served from the stale-if-error cache (outrigger_stale_served_total). */
+  staleServed(): void;
+}
+
+/** A byte gauge shared by every stale-if-error cache (outrigger_stale_cache_bytes). */
+export interface ByteGaugePort {
+  inc(bytes: number): void;
+  dec(bytes: number): void;
 }
 
 /** A route as the policy layers see it; built once per config load. */

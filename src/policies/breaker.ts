@@ -105,6 +105,11 @@ export class Breaker {
   state: BreakerState = 'closed';
   since = new Date();
   opens = 0;
+  /**
+   * Grows by one on every transition to closed (after open, half-open or isolated): what
+   * was stored under an older epoch predates the last outage (the stale-if-error cache).
+   */
+  epoch = 0;
   private failuresInARow = 0;
   private consecutive: ConsecutiveBreaker | null = null;
   /** @internal set by RecordingBackoff */
@@ -292,6 +297,7 @@ export class Breaker {
       this.openedAt = Date.now();
     }
     if (to === 'closed') {
+      this.epoch++;
       this.failuresInARow = 0;
       // cockatiel leaves the count as it was when an operator reset closed the breaker.
       if (this.consecutive !== null) this.consecutive.state = 0;

@@ -12,6 +12,11 @@ const TRIGGER_OF: Partial<Record<ErrorCode, FallbackOn>> = {
   OUTRIGGER_OVERLOADED: 'overloaded',
 };
 
+/** The fallback trigger a failure of the stack is, or null (not a proxy error, or none of them). */
+export function triggerOf(err: unknown): FallbackOn | null {
+  return err instanceof ProxyError ? (TRIGGER_OF[err.code] ?? null) : null;
+}
+
 /** A response the proxy makes itself: a fallback or an error. */
 export class StaticReply implements Reply {
   readonly retryAfter = null;
@@ -37,12 +42,15 @@ export class StaticReply implements Reply {
 }
 
 export class FallbackPlan {
-  private readonly triggers: ReadonlySet<FallbackOn>;
+  /** Whether this layer answers at all (EffectiveFallback.staticResponse); the stale-if-error cache may answer first. */
+  readonly staticResponse: boolean;
+  readonly triggers: ReadonlySet<FallbackOn>;
   private readonly on5xx: boolean;
   private readonly headers: string[];
   private readonly body: Buffer;
 
   constructor(readonly settings: EffectiveFallback) {
+    this.staticResponse = settings.staticResponse;
     this.triggers = new Set(settings.on);
     this.on5xx = this.triggers.has('5xx');
     this.body = Buffer.from(settings.body);
@@ -65,8 +73,8 @@ export class FallbackPlan {
 
   /** The fallback for a proxy error, when its trigger is listed; null otherwise. */
   replyForError(ex: Exchange, err: ProxyError): StaticReply | null {
-    const trigger = TRIGGER_OF[err.code];
-    return trigger !== undefined && this.triggers.has(trigger) ? this.replyFor(ex, trigger) : null;
+    const trigger = triggerOf(err);
+    return trigger !== null && this.triggers.has(trigger) ? this.replyFor(ex, trigger) : null;
   }
 
   layer<R extends RouteContext>(next: Handler<R>): Handler<R> {

@@ -2,6 +2,11 @@
 //
 //   fallback     turns a named failure (and, if listed, a final 5xx) into the configured
 //                response; outermost, so it also covers overload and breaker rejections.
+//   stale        (fallback.staleIfError) the stale-if-error cache, the fallback's first
+//                choice: just inside it, so it sees the same triggers before the static
+//                response is made (and a miss falls through to it), and outside
+//                concurrency and retry, so it also answers overload and stores only the
+//                final response, never one a retry threw away. Absent on other routes.
 //   concurrency  admits or refuses the request before any work; holds the slot until the
 //                response ends, since that is when the upstream connection frees up.
 //   retry        repeats failed attempts within the budget, with backoff or Retry-After,
@@ -24,6 +29,7 @@ import { breakerLayer, type Breaker } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
 import type { FallbackPlan } from './fallback.js';
 import { RetryPlan, retryLayer } from './retry.js';
+import type { StalePlan } from './stale-cache.js';
 
 /** The policy objects of one route, built once per config load (runtime.ts). */
 export interface PipelineParts {
@@ -31,6 +37,8 @@ export interface PipelineParts {
   readonly breaker: Breaker | null;
   readonly bulkhead: BulkheadPolicy;
   readonly fallback: FallbackPlan | null;
+  /** The stale-if-error cache layer, when fallback.staleIfError is set. */
+  readonly stale: StalePlan | null;
 }
 
 /** One try against endpoint `endpoint`; `probe` when it is the breaker's half-open probe. */
@@ -46,5 +54,7 @@ export function buildPipeline<R extends RouteContext>(route: PipelineParts, run:
   const attempt: Handler<R> = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);
-  return route.fallback ? route.fallback.layer(limited) : limited;
+  const stale = route.stale ? route.stale.layer(limited) : limited;
+  // With staleIfError and no body configured, a cache miss passes the failure through.
+  return route.fallback?.staticResponse ? route.fallback.layer(stale) : stale;
 }

@@ -3,6 +3,7 @@
 // layers decide whether to stream the body to the client or throw it away.
 import type { Dispatcher } from 'undici';
 import type { Exchange, Reply } from './exchange.js';
+import type { BodyTap } from '../exchange/exchange.js';
 import { ClientGoneError } from './exchange.js';
 import { clientResponseHeaders, headerPairs, upstreamRequestHeaders, withoutTrailer, type ResponseHead } from './headers.js';
 import { ProxyError, errorResponse } from '../errors.js';
@@ -57,9 +58,16 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
    * before any status (the client could not tell that from a proxy crash).
    */
   private headPending = false;
+  /** A copy of the body goes here as it streams (the stale-if-error cache); null on most routes. */
+  private tapSink: BodyTap | null = null;
+  private tappedBytes = 0;
 
   get retryAfter(): string | null {
     return this.head?.retryAfter ?? null;
+  }
+
+  get responseHeaders(): readonly string[] {
+    return this.head?.headers ?? [];
   }
 
   constructor(
@@ -157,6 +165,10 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     this.ex.bytesOut += chunk.length;
     const res = this.ex.res;
     const ok = res.write(chunk);
+    if (this.tapSink !== null) {
+      this.tappedBytes += chunk.length;
+      this.tapSink.data(chunk);
+    }
     if (!ok) res.once('drain', this.onDrain);
     return ok;
   }
@@ -166,6 +178,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     if (this.phase === STREAM) {
       if (this.headPending) this.writeHead();
       this.end(trailers);
+      this.closeTap(true);
     } else if (this.phase === HEADERS) {
       // No body to wait for: pausing at headers cannot hold back a message already parsed.
       // send() must end the client response itself, or it would hang forever.
@@ -190,9 +203,11 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
       }
       case HEADERS:
         this.lateError = err;
+        this.closeTap(false);
         return;
       case STREAM:
         this.phase = DONE;
+        this.closeTap(false);
         if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') this.ex.route.metrics.timeout('body');
         if (this.headPending) {
           this.upstreamReset();
@@ -204,6 +219,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
         return;
       default:
         this.phase = DONE;
+        this.closeTap(false);
     }
   }
 
@@ -216,6 +232,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     ex.status = this.status;
     if (this.lateError) {
       this.phase = DONE;
+      this.closeTap(false);
       this.upstreamReset();
       return;
     }
@@ -223,6 +240,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
       this.phase = DONE;
       this.writeHead();
       this.end(this.trailers);
+      this.closeTap(true);
       return;
     }
     this.phase = STREAM;
@@ -230,7 +248,21 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     this.resumeFn?.();
   }
 
+  /**
+   * Tees the body into `tap` as it streams. Refused for a body whose end cannot be told from
+   * a cut (no Content-Length and not chunked: read until close, where undici takes even a
+   * reset for the end), or once the reply has left the header phase.
+   */
+  tap(tap: BodyTap): boolean {
+    if (this.phase !== HEADERS || this.lateError !== null || this.tapSink !== null) return false;
+    const head = this.head as ResponseHead;
+    if (!this.bodiless() && head.contentLength < 0 && !head.chunked) return false;
+    this.tapSink = tap;
+    return true;
+  }
+
   discard(): void {
+    this.closeTap(false);
     if (this.phase !== HEADERS) return;
     if (this.completeEarly) {
       this.phase = DONE;
@@ -248,12 +280,27 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
 
   // --- internals --------------------------------------------------------------------
 
+  /** No body by the rules of HTTP, whatever Content-Length says. */
+  private bodiless(): boolean {
+    return this.status === 204 || this.status === 304 || this.ex.method === 'HEAD';
+  }
+
+  /** Ends the tap once: whole only if complete and as long as Content-Length said. */
+  private closeTap(complete: boolean): void {
+    const tap = this.tapSink;
+    if (tap === null) return;
+    this.tapSink = null;
+    const len = (this.head as ResponseHead).contentLength;
+    if (complete && (this.bodiless() || len < 0 || this.tappedBytes === len)) tap.end();
+    else tap.abort();
+  }
+
   private writeHead(): void {
     this.headPending = false;
     const head = this.head as ResponseHead;
     const ex = this.ex;
     // Node refuses a Trailer header on a response that cannot carry trailers.
-    const noBody = this.status === 204 || this.status === 304 || ex.method === 'HEAD';
+    const noBody = this.bodiless();
     const headers = head.trailer && (noBody || head.contentLength >= 0 || ex.req.httpVersionMinor === 0) ? withoutTrailer(head.headers) : head.headers;
     ex.res.writeHead(this.status, headers);
   }
@@ -311,6 +358,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private readonly cancel = (err: Error): void => {
     if (this.phase === STREAM || this.phase === HEADERS) {
       this.phase = DONE;
+      this.closeTap(false);
       this.abortFn?.(err);
       return;
     }

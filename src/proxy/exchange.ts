@@ -6,6 +6,7 @@ import type { RouteMetrics } from '../admin/metrics.js';
 import type { Breaker } from '../policies/breaker.js';
 import type { RetryBudget } from '../policies/budget.js';
 import type { FallbackPlan } from '../policies/fallback.js';
+import type { StalePlan } from '../policies/stale-cache.js';
 import { Exchange as BaseExchange, type Handler as BaseHandler, type RouteContext } from '../exchange/exchange.js';
 import type { Upstream } from './upstream.js';
 
@@ -25,6 +26,8 @@ export interface CompiledRoute extends RouteContext {
   readonly upgradeHandler: Handler;
   /** The route's fallback, built once; also used by the WebSocket handshake. */
   readonly fallback: FallbackPlan | null;
+  /** The stale-if-error cache layer, when the route enables fallback.staleIfError. */
+  readonly stale: StalePlan | null;
   /** Prefix to replace in the path (match.pathPrefix or match.path), when rewritePrefix is set. */
   readonly rewriteFrom: string | null;
   readonly rewriteTo: string | null;

@@ -106,6 +106,8 @@ export interface ResponseHead {
   retryAfter: string | null;
   /** The response declares trailers (a Trailer header). */
   trailer: boolean;
+  /** The body is chunked (Transfer-Encoding ends in chunked), so its end is marked. */
+  chunked: boolean;
 }
 
 /** Converts undici's raw response headers to a flat array for res.writeHead, minus hop-by-hop. */
@@ -121,8 +123,10 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
   let contentLength = -1;
   let retryAfter: string | null = null;
   let trailer = false;
+  let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = names[i / 2] as string;
+    if (lower === 'transfer-encoding') chunked = /(?:^|,)[ \t]*chunked[ \t]*$/i.test((raw[i + 1] as Buffer).toString('latin1'));
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     const value = (raw[i + 1] as Buffer).toString('latin1');
     if (lower === 'content-length') contentLength = Number(value);
@@ -130,7 +134,7 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
     else if (lower === 'trailer') trailer = true;
     headers.push(lower, value);
   }
-  return { headers, contentLength, retryAfter, trailer };
+  return { headers, contentLength, retryAfter, trailer, chunked };
 }
 
 /** Response headers without `trailer`, for a response that cannot carry trailers (Node refuses the header there). */

@@ -326,6 +326,32 @@ describe('defaults and merging', () => {
   });
 });
 
+describe('fallback.staleIfError', () => {
+  it('is off unless present; {} enables it with the documented defaults, vary lower-cased', () => {
+    const c = load(`${UP}routes:\n  - { name: r0, upstream: a, fallback: { body: x } }\n  - { name: r1, upstream: a, fallback: { staleIfError: {} } }\n  - { name: r2, upstream: a, fallback: { staleIfError: { maxAge: 30s, maxEntries: 10, maxBytes: 1MiB, maxEntryBytes: 64KiB, vary: [Accept-Language] } } }\n`).config;
+    expect(c.routes[0]!.fallback?.staleIfError).toBeUndefined();
+    expect(c.routes[1]!.fallback?.staleIfError).toEqual({ maxAge: 300_000, maxEntries: 1000, maxBytes: 32 * 1024 * 1024, maxEntryBytes: 1024 * 1024, vary: ['accept', 'accept-encoding'] });
+    expect(c.routes[2]!.fallback?.staleIfError).toEqual({ maxAge: 30_000, maxEntries: 10, maxBytes: 1024 * 1024, maxEntryBytes: 64 * 1024, vary: ['accept-language'] });
+  });
+
+  it('with it, the static response applies only when body or bodyFile is set', () => {
+    const c = load(`${UP}routes:\n  - { name: r0, upstream: a, fallback: {} }\n  - { name: r1, upstream: a, fallback: { staleIfError: {}, status: 503 } }\n  - { name: r2, upstream: a, fallback: { staleIfError: {}, body: '' } }\n`).config;
+    expect(c.routes.map((r) => r.fallback?.staticResponse)).toEqual([true, false, true]);
+  });
+
+  it('reports bad values with their path', () => {
+    expect(problemsOf(`${UP}routes: [{ name: r0, upstream: a, fallback: { staleIfError: { maxAge: 0, maxEntries: 0, maxBytes: 10B, vary: ["bad name"], ttl: 1 } } }]\n`)).toEqual(
+      expect.arrayContaining([
+        'routes[0].fallback.staleIfError.maxAge: expected a maxAge above 0',
+        'routes[0].fallback.staleIfError.maxEntries: expected a number >= 1, got number 0',
+        'routes[0].fallback.staleIfError.maxBytes: expected a size from 1KiB to 4GiB',
+        'routes[0].fallback.staleIfError.vary[0]: expected a header name (RFC 9110 token), got "bad name"',
+        'routes[0].fallback.staleIfError.ttl: unknown key',
+      ]),
+    );
+  });
+});
+
 describe('resolveConfigPath', () => {
   it('takes --config, then OUTRIGGER_CONFIG, then config/outrigger.yaml', () => {
     expect(resolveConfigPath('/a/flag.yaml', { OUTRIGGER_CONFIG: '/b/env.yaml' })).toBe('/a/flag.yaml');

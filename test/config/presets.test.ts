@@ -103,7 +103,7 @@ routes: [{ name: r0, upstream: a, use: [p] }]
     expect(r.breaker.consecutiveFailures).toBeUndefined();
     expect(r.breaker.failureRate).toEqual({ threshold: 0.4, window: 10_000, minRequests: 20 });
     expect(r.breaker.halfOpenAfter).toBe(2000);
-    expect(r.fallback).toEqual({ on: ['breaker-open', 'timeout', 'upstream-unavailable'], status: 503, headers: {}, body: 'down' });
+    expect(r.fallback).toEqual({ on: ['breaker-open', 'timeout', 'upstream-unavailable'], status: 503, headers: {}, body: 'down', staticResponse: true });
     expect(r.sources).toMatchObject({ 'breaker.failureRate': 'preset:p', 'breaker.halfOpenAfter': 'preset:p', fallback: 'preset:p', 'retry.on': 'preset:p' });
     expect(r.sources['breaker.consecutiveFailures']).toBeUndefined();
   });

@@ -186,6 +186,39 @@ describe('Breaker (isolate)', () => {
   });
 });
 
+describe('Breaker epoch', () => {
+  it('grows on every transition to closed: a probe that closes it, a reset of an isolation or of an open breaker', async () => {
+    const { b } = make({ consecutiveFailures: 1, halfOpenAfter: 50 });
+    expect(b.epoch).toBe(0);
+    await b.execute(status(503));
+    expect([b.state, b.epoch]).toEqual(['open', 0]);
+    await sleep(70);
+    await b.execute(status(200)); // the probe
+    expect([b.state, b.epoch]).toEqual(['closed', 1]);
+    await b.execute(status(200));
+    expect(b.epoch).toBe(1);
+    b.isolate();
+    expect(b.epoch).toBe(1);
+    b.reset();
+    expect([b.state, b.epoch]).toEqual(['closed', 2]);
+    await b.execute(status(503));
+    b.reset();
+    expect([b.state, b.epoch]).toEqual(['closed', 3]);
+    expect(b.reset()).toBe(false);
+    expect(b.epoch).toBe(3);
+  });
+
+  it('does not grow when a probe ends without a verdict (still half-open)', async () => {
+    const { b } = make({ consecutiveFailures: 1, halfOpenAfter: 50 });
+    await b.execute(status(503));
+    await sleep(70);
+    await settle(b.execute(() => Promise.reject(new ClientGoneError())));
+    expect(b.epoch).toBe(0);
+    await b.execute(status(200));
+    expect([b.state, b.epoch]).toEqual(['closed', 1]);
+  });
+});
+
 describe('Breaker (failureRate)', () => {
   it('stays closed below minRequests, then opens above the threshold', async () => {
     const { b } = make({ failureRate: { threshold: 0.5, window: 10_000, minRequests: 4 } });
