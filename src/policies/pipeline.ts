@@ -2,6 +2,8 @@
 //
 //   fallback     turns a named failure (and, if listed, a final 5xx) into the configured
 //                response; outermost, so it also covers overload and breaker rejections.
+//   dead letter  (opt-in) records a non-idempotent request that ends in a proxy-made
+//                failure, before fallback may answer it, so a fallback does not hide it.
 //   concurrency  admits or refuses the request before any work; holds the slot until the
 //                response ends, since that is when the upstream connection frees up.
 //   retry        repeats failed attempts within the budget, with backoff or Retry-After,
@@ -22,6 +24,7 @@ import type { EffectiveRoute } from '../config/load.js';
 import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 import { breakerLayer, type Breaker } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
+import type { DeadLetterPlan } from './dead-letter.js';
 import type { FallbackPlan } from './fallback.js';
 import { RetryPlan, retryLayer } from './retry.js';
 
@@ -31,6 +34,8 @@ export interface PipelineParts {
   readonly breaker: Breaker | null;
   readonly bulkhead: BulkheadPolicy;
   readonly fallback: FallbackPlan | null;
+  /** The route's dead-letter recorder, when deadLetter.enabled. */
+  readonly deadLetter?: DeadLetterPlan | null;
 }
 
 /** One try against endpoint `endpoint`; `probe` when it is the breaker's half-open probe. */
@@ -46,5 +51,6 @@ export function buildPipeline<R extends RouteContext>(route: PipelineParts, run:
   const attempt: Handler<R> = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);
-  return route.fallback ? route.fallback.layer(limited) : limited;
+  const recorded = route.deadLetter ? route.deadLetter.layer(limited) : limited;
+  return route.fallback ? route.fallback.layer(recorded) : recorded;
 }
