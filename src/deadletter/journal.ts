@@ -115,6 +115,8 @@ export class Journal {
   private readonly live = new Map<string, Live>();
   private liveBytes = 0;
   private fileBytes = 0;
+  /** Bytes of the records queued but not yet written. */
+  private queuedBytes = 0;
   private seq = 0;
   /** Highest seq whose record has been written / fsync'd. */
   private written = 0;
@@ -354,7 +356,7 @@ export class Journal {
   }
 
   private maybeCompact(): void {
-    if (this.fileBytes - this.liveBytes > Math.max(this.liveBytes, COMPACT_SLACK) && !this.queue.includes('compact')) {
+    if (this.fileBytes + this.queuedBytes - this.liveBytes > Math.max(this.liveBytes, COMPACT_SLACK) && !this.queue.includes('compact')) {
       this.queue.push('compact');
       this.pump();
     }
@@ -362,6 +364,7 @@ export class Journal {
 
   private enqueue(line: Buffer, seq: number): void {
     this.queue.push({ line, seq });
+    this.queuedBytes += line.length;
     this.pump();
   }
 
@@ -386,6 +389,7 @@ export class Journal {
       return;
     }
     write(this.fd, task.line, 0, task.line.length, null, (err) => {
+      this.queuedBytes -= task.line.length;
       if (err) this.hooks.error(err, 'appending to the journal');
       else {
         this.fileBytes += task.line.length;
@@ -449,6 +453,7 @@ export class Journal {
       lines.push(line);
     }
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i] !== 'compact') this.queue.splice(i, 1);
+    this.queuedBytes = 0;
     const data = Buffer.concat(lines);
     this.liveBytes = data.length;
     if (this.syncTimer !== null) {
