@@ -1,7 +1,7 @@
 // Wires the pieces into a running proxy: three listeners, the runtime built from the
 // config, reload and drain. main.ts is the CLI around this; tests start it in-process.
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.js';
@@ -9,6 +9,8 @@ import { ConfigWatcher } from './config/watch.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminHandler, createMetricsHandler, createStatusHandler, type AdminState } from './admin/server.js';
 import { Operations } from './admin/ops.js';
+import type { ReplayResult } from './admin/dead-letters.js';
+import type { DeadLetterEntry } from './deadletter/journal.js';
 import { createLogger, effectiveLevel, type Logger } from './log.js';
 import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
 import { ProxyError, errorResponse } from './errors.js';
@@ -91,6 +93,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     lastReloadError: null,
     reload: () => (reloading ??= doReload().finally(() => (reloading = null))),
     ops,
+    metrics,
+    replayDeadLetter: (entry) => replayThroughListener(proxyAddr, entry, state.runtime.routes.find((r) => r.name === entry.route)?.config.timeout ?? 15_000),
   };
 
   async function doReload(): Promise<string[]> {
@@ -227,6 +231,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     proxyServer.closeAllConnections();
     await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
     await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.destroy()));
+    await state.runtime.closeJournals();
   }
 
   return {
@@ -258,12 +263,41 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       await proxyClosed;
       await Promise.all([closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
       await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));
+      await state.runtime.closeJournals();
       closed = true;
       ops.stop();
       log.info('drained');
     },
     close: shutdown,
   };
+}
+
+/** Headers a replay does not copy from the entry: hop-by-hop ones, the framing (the body is rebuilt), the old request id. */
+const REPLAY_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'content-length', 'expect', 'x-request-id']);
+
+/**
+ * Replays a dead letter as a new request to the proxy's own listener, so it takes the whole
+ * path a client request takes (normalization, routing, the policy stack, metrics), with
+ * `Idempotency-Key: <id>` when the original had none.
+ */
+function replayThroughListener(addr: AddressInfo, entry: DeadLetterEntry, routeTimeout: number): Promise<ReplayResult> {
+  const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address;
+  const body = Buffer.from(entry.body, 'base64');
+  const headers: string[] = [];
+  for (const [k, v] of entry.headers) if (!REPLAY_DROPPED.has(k.toLowerCase())) headers.push(k, v);
+  if (entry.idempotencyKey === null) headers.push('idempotency-key', entry.id);
+  headers.push('content-length', String(body.length));
+  return new Promise<ReplayResult>((resolve) => {
+    const req = httpRequest({ host, port: addr.port, method: entry.method, path: entry.path, headers, agent: false, timeout: (routeTimeout || 60_000) + 5000 }, (res) => {
+      res.resume();
+      const error = res.headers['x-outrigger-error'];
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, error: typeof error === 'string' ? error : null }));
+      res.once('error', (err) => resolve({ status: 0, error: err.message }));
+    });
+    req.once('timeout', () => req.destroy(new Error('the replay got no answer in time')));
+    req.once('error', (err) => resolve({ status: 0, error: err.message }));
+    req.end(body);
+  });
 }
 
 function sleep(ms: number): Promise<void> {

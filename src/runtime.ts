@@ -20,6 +20,13 @@ import { CLOSE_REASONS, UPGRADE_OUTCOMES } from './proxy/websocket.js';
 import { Attempt } from './proxy/attempt.js';
 import { upgradeAttempt } from './proxy/upgrade.js';
 import type { Exchange, Reply } from './proxy/exchange.js';
+import { DeadLetterPlan } from './policies/dead-letter.js';
+import { Journal, journalFile } from './deadletter/journal.js';
+import { UlidFactory } from './deadletter/ulid.js';
+import { DEAD_LETTER_ON } from './config/schema.js';
+
+/** One id source for the process, so ids stay strictly increasing across routes and reloads. */
+const ulid = new UlidFactory();
 
 interface Kept<T> {
   key: string;
@@ -38,6 +45,8 @@ export class Runtime {
     const s = this.accessSample;
     return s > 0 && (s >= 1 || Math.random() < s);
   }
+  /** Dead-letter journals by route name (routes with deadLetter.enabled). */
+  readonly journals = new Map<string, Journal>();
   private holds = 0;
   private onIdle: (() => void) | null = null;
   private idlePromise: Promise<void> | null = null;
@@ -84,6 +93,9 @@ export class Runtime {
     const budgets = new Map<string, Kept<RetryBudget>>();
     const caches = new Map<string, Kept<StaleCache>>();
     const routes: CompiledRoute[] = [];
+    const journals = new Map<string, Journal>();
+    const oldJournals = new Map<string, Journal>();
+    for (const j of previous?.journals.values() ?? []) oldJournals.set(j.file, j);
 
     for (const rc of cfg.routes) {
       let breaker: Breaker | null = null;
@@ -145,6 +157,22 @@ export class Runtime {
         rm.zeroStale();
       }
       if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(metrics, UPGRADE_OUTCOMES, CLOSE_REASONS);
+      let deadLetter: DeadLetterPlan | null = null;
+      if (rc.deadLetter.enabled) {
+        const journal = openJournal(rc.name, rc.deadLetter, oldJournals.get(journalFile(rc.deadLetter.dir, rc.name)), metrics, log);
+        journals.set(rc.name, journal);
+        const byReason = Object.fromEntries(DEAD_LETTER_ON.map((r) => [r, metrics.deadLetters.labels(rc.name, r)]));
+        for (const r of rc.deadLetter.on) byReason[r]?.inc(0);
+        for (const result of ['success', 'failure']) metrics.deadLettersReplayed.labels(rc.name, result).inc(0);
+        deadLetter = new DeadLetterPlan(rc.deadLetter, rc.retry, {
+          nextId: () => ulid.next(),
+          record: (e) => {
+            journal.record(e);
+            byReason[e.reason]?.inc();
+            metrics.events.emit('request_dead_lettered', 'error', { route: rc.name }, `a ${e.method} request ended in ${e.code} (delivery ${e.delivery}) and was dead-lettered as ${e.id}`);
+          },
+        });
+      }
       const rewriteFrom = rc.rewritePrefix !== undefined ? (rc.match.pathPrefix ?? rc.match.path ?? null) : null;
       const parts = {
         name: rc.name,
@@ -158,6 +186,7 @@ export class Runtime {
         rewriteTo: rc.rewritePrefix ?? null,
         fallback: rc.fallback ? new FallbackPlan(rc.fallback) : null,
         stale,
+        deadLetter,
       };
       // One stack per transport over the same policy objects: the HTTP request and the upgrade
       // handshake differ only in the attempt at the bottom.
@@ -170,7 +199,7 @@ export class Runtime {
     const critical = new Set(cfg.routes.filter((r) => r.critical && r.breaker.enabled).map((r) => r.breaker.name));
     for (const name of breakers.keys()) metrics.breakerCritical.labels(name).set(critical.has(name) ? 1 : 0);
 
-    return new Runtime(
+    const rt = new Runtime(
       loaded,
       upstreams,
       breakers,
@@ -183,6 +212,13 @@ export class Runtime {
       metrics,
       previous,
     );
+    for (const [name, j] of journals) rt.journals.set(name, j);
+    return rt;
+  }
+
+  /** Writes out and closes the dead-letter journals (shutdown, drain). */
+  async closeJournals(): Promise<void> {
+    await Promise.all([...this.journals.values()].map((j) => j.close()));
   }
 
   /**
@@ -230,6 +266,15 @@ export class Runtime {
     // A cache the next runtime did not keep is emptied now (its bytes leave the gauge); a
     // request of this runtime still streaming into it can no longer store.
     for (const [name, kept] of this.caches) if (next?.caches.get(name)?.value !== kept.value) kept.value.close();
+    // Journals of routes that no longer record: closed once their last request has finished.
+    const kept = new Set([...(next?.journals.values() ?? [])]);
+    const dropped = [...this.journals.values()].filter((j) => !kept.has(j));
+    if (dropped.length > 0) {
+      void this.idle().then(() => Promise.all(dropped.map((j) => j.close())));
+      for (const j of dropped) {
+        m.deadLetterBytes.remove({ route: j.route });
+      }
+    }
     // Asked for even with nothing to close: once it resolves, this runtime lets go of the
     // older ones, so a run of reloads does not keep every past runtime alive.
     const idle = this.idle();
@@ -244,6 +289,35 @@ function unmatchedMetrics(metrics: Metrics): RouteMetrics {
   const rm = metrics.forRoute(UNMATCHED_ROUTE, null);
   rm.zeroCodes(null, UNMATCHED_CODES);
   return rm;
+}
+
+/** The route's journal: the previous runtime's when the file is the same, else opened (read) now. */
+function openJournal(route: string, settings: EffectiveConfig['routes'][number]['deadLetter'], old: Journal | undefined, metrics: Metrics, log: Logger): Journal {
+  if (old !== undefined) {
+    old.configure(settings);
+    return old;
+  }
+  const evicted = metrics.deadLettersEvicted.labels(route);
+  evicted.inc(0);
+  const torn = metrics.deadLetterTorn.labels(route);
+  torn.inc(0);
+  const bytes = metrics.deadLetterBytes.labels(route);
+  const journal = new Journal(route, settings, {
+    evicted: (e, why) => {
+      evicted.inc();
+      log.warn({ route, id: e.id, why, event: 'dead_letters_evicted' }, `dead-letter journal full (${why}): evicted the oldest entry`);
+      metrics.events.emit('dead_letters_evicted', 'critical', { route }, `the dead-letter journal is full (${why}); the oldest entries are being evicted`, false);
+    },
+    bytes: (n) => bytes.set(n),
+    error: (err, what) => log.error({ err, route }, `dead-letter journal: ${what} failed`),
+  });
+  const skipped = journal.tornRecords + journal.corruptRecords;
+  if (skipped > 0) {
+    torn.inc(skipped);
+    log.warn({ route, file: journal.file, tornRecords: journal.tornRecords, corruptRecords: journal.corruptRecords }, 'dead-letter journal: skipped records that were torn (a crash mid-write) or failed their checksum');
+  }
+  log.info({ route, file: journal.file, entries: journal.size }, 'dead-letter journal opened');
+  return journal;
 }
 
 function httpAttempt(ex: Exchange, endpoint: number, probe: boolean): Promise<Reply> {

@@ -138,6 +138,36 @@ export class Metrics {
     help: 'Bytes held by the stale-if-error caches of every route (bodies, header names and values, keys).',
     registers: [this.registry],
   });
+  readonly deadLetters = new Counter({
+    name: 'outrigger_dead_letters_total',
+    help: 'Requests recorded in the dead-letter journal, by the proxy-made failure that ended them.',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLettersReplayed = new Counter({
+    name: 'outrigger_dead_letters_replayed_total',
+    help: 'Dead-letter replays through the admin API: success (a 2xx) or failure (anything else).',
+    labelNames: ['route', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLettersEvicted = new Counter({
+    name: 'outrigger_dead_letters_evicted_total',
+    help: 'Dead-letter entries evicted, oldest first, past deadLetter.maxEntries or maxBytes.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetterTorn = new Counter({
+    name: 'outrigger_dead_letter_torn_records_total',
+    help: 'Journal records skipped when the journal was opened: a torn last record (a crash mid-write) or a bad checksum.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetterBytes = new Gauge({
+    name: 'outrigger_dead_letter_journal_bytes',
+    help: 'Size of the dead-letter journal file, by route.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'outrigger_inflight_requests',
     help: 'Requests in flight, by route.',

@@ -2,6 +2,7 @@
 // not the proxy's internals. app.ts hands over its proxy state, which has this shape; the
 // admin code never sees an Exchange, a pool or a policy stack.
 import type { BreakerSnapshot } from '../policies/breaker.js';
+import type { Journal } from '../deadletter/journal.js';
 
 /** A breaker as the admin endpoints read and act on it. */
 export interface AdminBreaker {
@@ -19,6 +20,8 @@ export interface AdminRuntime {
   /** The effective config, for GET /config. */
   readonly config: unknown;
   breaker(name: string): AdminBreaker | undefined;
+  /** Dead-letter journals by route (routes with deadLetter.enabled). */
+  readonly journals?: ReadonlyMap<string, Journal>;
 }
 
 export interface StateRegistry {

@@ -8,6 +8,7 @@ import type { StateRegistry } from './registry.js';
 import type { BreakerSnapshot } from '../policies/breaker.js';
 import { parseSeverity, type Operations } from './ops.js';
 import { serveStatusPage } from './status-page.js';
+import { handleDeadLetters, type ReplayFn } from './dead-letters.js';
 
 export interface AdminState {
   /** The running proxy, as a registry the admin endpoints read. */
@@ -19,6 +20,10 @@ export interface AdminState {
   reload: () => Promise<string[]>;
   /** Operator views (/stats, /events, the status page, health levels, flapping). */
   ops?: Operations;
+  /** Sends a dead letter through its route's policy stack again (app.ts). */
+  replayDeadLetter?: ReplayFn;
+  /** For outrigger_dead_letters_replayed_total. */
+  metrics?: Metrics;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
@@ -41,6 +46,11 @@ function authorized(req: IncomingMessage, token: string | undefined): boolean {
   const given = Buffer.from((m[1] as string).trim());
   const want = Buffer.from(token);
   return given.length === want.length && timingSafeEqual(given, want);
+}
+
+function unauthorized(res: ServerResponse, token: string | undefined): void {
+  const msg = token ? 'a valid Authorization: Bearer token is required' : 'without OUTRIGGER_ADMIN_TOKEN, mutations are accepted only from loopback';
+  json(res, token ? 401 : 403, { error: { code: 'UNAUTHORIZED', message: msg } }, token ? { 'www-authenticate': 'Bearer' } : {});
 }
 
 export function breakerList(state: AdminState): BreakerSnapshot[] {
@@ -85,6 +95,24 @@ export function createAdminHandler(state: AdminState): (req: IncomingMessage, re
     req.resume();
     const [path, query = ''] = (req.url ?? '/').split('?') as [string, string?];
     const method = req.method ?? 'GET';
+    if (path === '/dead-letters' || path.startsWith('/dead-letters/')) {
+      // Token-guarded for reads too: entries hold request headers and bodies.
+      if (!authorized(req, state.token)) return unauthorized(res, state.token);
+      handleDeadLetters(
+        {
+          journals: () => state.proxy.runtime.journals ?? new Map(),
+          replay: state.replayDeadLetter,
+          metrics: state.metrics,
+          log: state.proxy.log,
+        },
+        req,
+        res,
+        path,
+        query,
+        json,
+      );
+      return;
+    }
     if (method === 'GET' || method === 'HEAD') {
       switch (path) {
         case '/':
@@ -114,10 +142,7 @@ export function createAdminHandler(state: AdminState): (req: IncomingMessage, re
 
     const bm = /^\/breakers\/([^/]+)\/(isolate|reset)$/.exec(path);
     if (!bm && path !== '/reload') return json(res, 404, { error: { code: 'NOT_FOUND', message: `no admin endpoint POST ${path}` } });
-    if (!authorized(req, state.token)) {
-      const msg = state.token ? 'a valid Authorization: Bearer token is required' : 'without OUTRIGGER_ADMIN_TOKEN, mutations are accepted only from loopback';
-      return json(res, state.token ? 401 : 403, { error: { code: 'UNAUTHORIZED', message: msg } }, state.token ? { 'www-authenticate': 'Bearer' } : {});
-    }
+    if (!authorized(req, state.token)) return unauthorized(res, state.token);
     if (path === '/reload') {
       state.reload().then(
         (problems) => json(res, problems.length ? 422 : 200, problems.length ? { result: 'rejected', problems } : { result: 'success', config: { hash: state.proxy.runtime.loaded.hash } }),

@@ -3,7 +3,7 @@
 // cross-field checks. The result is plain data, frozen, and is what
 // GET /config shows; compile.ts turns it into the runtime objects.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
@@ -53,6 +53,8 @@ export interface EffectiveRoute {
   websocket: Defaults['websocket'];
   upgrades: string[];
   health: Defaults['health'];
+  /** The dead-letter journal's settings; `dir` is absolute (resolved against the config file). */
+  deadLetter: Defaults['deadLetter'];
   /** The presets the route lists, as written. */
   use: string[];
   /** Where each policy value came from, by key path ("retry.backoff.base"): builtin, defaults, preset:<name> or route. */
@@ -295,6 +297,7 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
       websocket: assemble(BUILTIN_DEFAULTS.websocket, 'websocket', s) as Defaults['websocket'],
       upgrades: value('upgrades'),
       health: assemble(BUILTIN_DEFAULTS.health, 'health', s) as Defaults['health'],
+      deadLetter: assemble(BUILTIN_DEFAULTS.deadLetter, 'deadLetter', s) as Defaults['deadLetter'],
       ...(fallback ? { fallback } : {}),
       use: r.use,
       sources: {},
@@ -306,6 +309,8 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
       return st?.preset !== undefined ? ` (from presets.${st.preset}.${st.path})` : '';
     };
     checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems, from);
+    route.deadLetter.dir = resolve(baseDir, route.deadLetter.dir);
+    if (route.deadLetter.enabled) checkDeadLetter(at, route.deadLetter, problems, from);
     if (route.health.errorRatio.warning > route.health.errorRatio.critical) {
       problems.push(
         `${at}.health.errorRatio: warning (${route.health.errorRatio.warning})${from('health.errorRatio.warning')} is above critical (${route.health.errorRatio.critical})${from('health.errorRatio.critical')}`,
@@ -354,6 +359,24 @@ function checkPolicies(at: string, timeout: number, retry: Defaults['retry'], ha
   if (typeof halfOpen === 'object' && halfOpen.base > halfOpen.max) {
     problems.push(`${at}.breaker.halfOpenAfter: base (${halfOpen.base}ms) is greater than max (${halfOpen.max}ms)${from('breaker.halfOpenAfter')}`);
   }
+}
+
+/**
+ * The journal's directory must exist and be writable now, so a bad mount fails `check` and
+ * the reload rather than the first dead letter. Nothing is created here: not the directory,
+ * not the journal (the runtime opens that when it starts).
+ */
+function checkDeadLetter(at: string, dl: Defaults['deadLetter'], problems: string[], from: (path: string) => string): void {
+  try {
+    if (!statSync(dl.dir).isDirectory()) {
+      problems.push(`${at}.deadLetter.dir: ${JSON.stringify(dl.dir)}${from('deadLetter.dir')} is not a directory`);
+      return;
+    }
+    accessSync(dl.dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    problems.push(`${at}.deadLetter.dir: ${JSON.stringify(dl.dir)}${from('deadLetter.dir')} is not a writable directory: ${(err as Error).message}`);
+  }
+  if (dl.maxBodyBytes > dl.maxBytes) problems.push(`${at}.deadLetter.maxBodyBytes: ${dl.maxBodyBytes} is above maxBytes (${dl.maxBytes})`);
 }
 
 function checkMatch(r: RawRoute, at: string, problems: string[]): void {

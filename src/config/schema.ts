@@ -234,6 +234,31 @@ const errorRatioShape = {
 };
 const errorRatioDefaults = { warning: 0.05, critical: 0.25, window: 60_000, minRequests: 20 };
 
+// Dead-letter journal (opt-in per route): non-idempotent requests that end in a proxy-made
+// failure are recorded in an append-only journal under `dir`, for inspection and replay.
+export const DEAD_LETTER_ON = ['breaker-open', 'overloaded', 'upstream-unavailable', 'timeout'] as const;
+export const DEFAULT_DEAD_LETTER_DIR = '/var/lib/outrigger/dead-letters';
+const deadLetterShape = {
+  enabled: z.boolean().meta({ description: 'Record non-idempotent requests that end in a proxy-made failure (see deadLetter.on).' }),
+  dir: z.string().min(1).meta({ description: 'Directory of the journal (one file per route); relative to the config file. Must exist and be writable when enabled.' }),
+  maxEntries: z.number().int().min(1).max(10_000_000).meta({ description: 'Entries kept per route; past it the oldest are evicted.' }),
+  maxBytes: size.refine((n) => n >= 1024, { error: 'expected a size of at least 1KiB' }).meta({ description: 'Bytes of entries kept per route (also held in memory); past it the oldest are evicted.' }),
+  maxBodyBytes: size.meta({ description: 'Largest request body kept in an entry; larger or streamed bodies are flagged bodyKept: false.' }),
+  on: z.array(z.enum(DEAD_LETTER_ON)).meta({ description: 'Which proxy-made failures are recorded.' }),
+  redactHeaders: z.array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).transform((s) => s.toLowerCase())).meta({ description: 'Headers left out of entries, besides Authorization, Cookie and Proxy-Authorization.' }),
+  syncInterval: duration.meta({ description: 'Longest time between an append and the fsync that acknowledges it; 0 = fsync after every write.' }),
+};
+const deadLetterDefaults = {
+  enabled: false,
+  dir: DEFAULT_DEAD_LETTER_DIR,
+  maxEntries: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxBodyBytes: 64 * 1024,
+  on: ['breaker-open', 'overloaded', 'upstream-unavailable', 'timeout'] as DeadLetterOn[],
+  redactHeaders: [] as string[],
+  syncInterval: 100,
+};
+
 const upgradeToken = z.string().regex(/^[A-Za-z0-9._-]+$/).transform((s) => s.toLowerCase());
 
 export const defaultsSchema = z.strictObject({
@@ -247,6 +272,7 @@ export const defaultsSchema = z.strictObject({
   websocket: defaulted(websocketShape, websocketDefaults).prefault({}),
   upgrades: z.array(upgradeToken).default(['websocket']),
   health: z.strictObject({ errorRatio: defaulted(errorRatioShape, errorRatioDefaults).prefault({}) }).prefault({}),
+  deadLetter: defaulted(deadLetterShape, deadLetterDefaults).prefault({}),
 });
 
 // The policy keys a route, a preset and (with their defaults) the `defaults:` block take.
@@ -261,6 +287,7 @@ const routePolicies = {
   websocket: optional(websocketShape).optional(),
   upgrades: z.array(upgradeToken).optional(),
   health: z.strictObject({ errorRatio: optional(errorRatioShape).optional() }).optional(),
+  deadLetter: optional(deadLetterShape).optional(),
 };
 
 /** The policy keys with none defaulted: what a layer (defaults, a preset, a route) sets itself. */
@@ -397,3 +424,4 @@ export type Jitter = (typeof JITTER)[number];
 export type HttpConfig = z.output<typeof httpSchema>;
 export type FallbackConfig = z.output<typeof fallbackSchema>;
 export type StaleIfErrorConfig = NonNullable<FallbackConfig['staleIfError']>;
+export type DeadLetterOn = (typeof DEAD_LETTER_ON)[number];

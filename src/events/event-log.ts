@@ -25,6 +25,8 @@ export const EVENT_KINDS = {
   internal_error: ['critical'],
   drain_started: ['info'],
   route_health: ['info', 'warning', 'critical'],
+  request_dead_lettered: ['error'],
+  dead_letters_evicted: ['critical'],
 } as const satisfies Record<string, readonly Severity[]>;
 export type EventKind = keyof typeof EVENT_KINDS;
 

@@ -128,6 +128,14 @@ export class Exchange<R extends RouteContext = RouteContext> {
   errorCode: string | null = null;
   status = 0;
   bytesOut = 0;
+  /**
+   * Some byte of the request may have reached an upstream: an attempt got onto a socket and
+   * failed other than by connect-failure or refused-stream, or got a response. Read by the
+   * dead-letter layer (delivery `unknown` rather than `not-sent`).
+   */
+  maybeSent = false;
+  /** Set when the request was dead-lettered: the id for `x-outrigger-dead-letter`. */
+  deadLetterId: string | null = null;
   /** The upstream broke off mid-body and the proxy cut the client response. */
   truncated = false;
   /** Aborts what the exchange is waiting on now (an attempt, a backoff, a queue slot). */

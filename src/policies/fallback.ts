@@ -30,6 +30,7 @@ export class StaticReply implements Reply {
   send(ex: Exchange): void {
     const headers = this.headers.slice();
     if (this.trigger !== null) headers.push('x-outrigger-fallback', this.trigger);
+    if (ex.deadLetterId !== null) headers.push('x-outrigger-dead-letter', ex.deadLetterId);
     if (ex.attempts > 0) headers.push('x-outrigger-attempts', String(ex.attempts));
     if (ex.closeConnection) headers.push('connection', 'close');
     ex.status = this.status;

@@ -7,6 +7,9 @@
 //                response is made (and a miss falls through to it), and outside
 //                concurrency and retry, so it also answers overload and stores only the
 //                final response, never one a retry threw away. Absent on other routes.
+//   dead letter  (deadLetter.enabled) records a non-idempotent request that ends in a
+//                proxy-made failure, before fallback may answer it, so a fallback does not
+//                hide it. (The stale cache serves only GET and HEAD, so the two never meet.)
 //   concurrency  admits or refuses the request before any work; holds the slot until the
 //                response ends, since that is when the upstream connection frees up.
 //   retry        repeats failed attempts within the budget, with backoff or Retry-After,
@@ -27,6 +30,7 @@ import type { EffectiveRoute } from '../config/load.js';
 import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 import { breakerLayer, type Breaker } from './breaker.js';
 import { concurrencyLayer } from './concurrency.js';
+import type { DeadLetterPlan } from './dead-letter.js';
 import type { FallbackPlan } from './fallback.js';
 import { RetryPlan, retryLayer } from './retry.js';
 import type { StalePlan } from './stale-cache.js';
@@ -39,6 +43,8 @@ export interface PipelineParts {
   readonly fallback: FallbackPlan | null;
   /** The stale-if-error cache layer, when fallback.staleIfError is set. */
   readonly stale: StalePlan | null;
+  /** The route's dead-letter recorder, when deadLetter.enabled. */
+  readonly deadLetter?: DeadLetterPlan | null;
 }
 
 /** One try against endpoint `endpoint`; `probe` when it is the breaker's half-open probe. */
@@ -54,7 +60,8 @@ export function buildPipeline<R extends RouteContext>(route: PipelineParts, run:
   const attempt: Handler<R> = breaker ? breakerLayer(breaker, attemptLayer) : (ex) => attemptLayer(ex, false);
   const retried = retryLayer(new RetryPlan(route.config.retry), attempt);
   const limited = concurrencyLayer(route.bulkhead, retried);
-  const stale = route.stale ? route.stale.layer(limited) : limited;
+  const recorded = route.deadLetter ? route.deadLetter.layer(limited) : limited;
+  const stale = route.stale ? route.stale.layer(recorded) : recorded;
   // With staleIfError and no body configured, a cache miss passes the failure through.
   return route.fallback?.staticResponse ? route.fallback.layer(stale) : stale;
 }

@@ -140,6 +140,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    this.ex.maybeSent = true;
     if (status < 200) {
       // 1xx is never a failure: 103 Early Hints is forwarded while this is the live attempt
       // (the client can act on it even if a retry answers), other 1xx are dropped.
@@ -388,6 +389,8 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private settleFailure(err: Error): void {
     if (this.phase === DONE) return;
     this.phase = DONE;
+    // On a socket, and not one of the failures that provably never reached the upstream.
+    if (this.connected && !(err instanceof AttemptError && (err.kind === 'connect-failure' || err.kind === 'refused-stream'))) this.ex.maybeSent = true;
     if (err instanceof AttemptError) {
       const outcome = attemptOutcomeOfFailure(err.kind);
       if (outcome !== null) this.ex.route.metrics.attempt(outcome);

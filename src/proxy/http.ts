@@ -59,10 +59,11 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       return run(state, ex);
     }
     const len = cl === undefined ? -1 : Number(cl);
-    const buffered = !chunked && len > 0 && len <= route.config.retry.bufferBody && route.config.retry.attempts > 0;
+    const cfg = route.config;
+    // Buffered so a retry can send it again, or so a dead letter can keep it.
+    const buffered = !chunked && len > 0 && ((len <= cfg.retry.bufferBody && cfg.retry.attempts > 0) || (cfg.deadLetter.enabled && len <= cfg.deadLetter.maxBodyBytes));
     watchUpload(state, ex, !buffered);
     if (buffered) {
-      // Small bodies are buffered so a retry can send them again.
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.once('end', () => {
@@ -163,6 +164,7 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId);
   // After a 408 the rest of the body is still on the wire: the connection cannot be reused.
   if (ex.closeConnection || pe.code === 'OUTRIGGER_REQUEST_TIMEOUT') r.headers.push('connection', 'close');
+  if (ex.deadLetterId !== null) r.headers.push('x-outrigger-dead-letter', ex.deadLetterId);
   // Already answered (a 408 while the stack was still unwinding): nothing more to send.
   if (ex.res.writableEnded) return;
   ex.status = r.status;

@@ -15,7 +15,8 @@ Library templates (see README.md, "Using the chart as a library"):
   outrigger.sidecarContainer   the sidecar as one list item, for initContainers (native) or containers (classic)
   outrigger.initContainers     the sidecar when sidecar.native is true, else nothing
   outrigger.containers         the sidecar when sidecar.native is false, else nothing
-  outrigger.configVolume       the ConfigMap volume, as one list item (mounted as a directory, never subPath)
+  outrigger.configVolume       the ConfigMap volume, as one list item (mounted as a directory, never subPath),
+                               and the dead-letter emptyDir when a route enables deadLetter
   outrigger.probes             startupProbe, livenessProbe and readinessProbe on the status port
   outrigger.configYaml         the config as YAML, with YAML 1.1's "true" keys given back as `on`
   outrigger.terminationGracePeriodSeconds   derived from the drain settings
@@ -247,6 +248,26 @@ readinessProbe:
 - name: outrigger-config
   configMap:
     name: {{ include "outrigger.configMapName" . }}
+{{- if include "outrigger.deadLetterDir" . }}
+{{- /* The dead-letter journal: an emptyDir lasts as long as the pod, not across pods. */}}
+- name: outrigger-dead-letters
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/*
+The dead-letter journal directory (defaults.deadLetter.dir, else the built-in
+/var/lib/outrigger/dead-letters) when defaults or any route enables deadLetter; empty otherwise.
+*/}}
+{{- define "outrigger.deadLetterDir" -}}
+{{- $v := default .root.Values .values -}}
+{{- $c := $v.config | default dict -}}
+{{- $d := (($c.defaults | default dict).deadLetter | default dict) -}}
+{{- $on := $d.enabled | default false -}}
+{{- range ($c.routes | default list) -}}
+{{- if ((.deadLetter | default dict).enabled) -}}{{- $on = true -}}{{- end -}}
+{{- end -}}
+{{- if $on -}}{{ $d.dir | default "/var/lib/outrigger/dead-letters" }}{{- end -}}
 {{- end -}}
 
 {{/*
@@ -307,6 +328,10 @@ container with a preStop sleep, under containers.
     - name: outrigger-config
       mountPath: /etc/outrigger
       readOnly: true
+    {{- with include "outrigger.deadLetterDir" . }}
+    - name: outrigger-dead-letters
+      mountPath: {{ . }}
+    {{- end }}
 {{- end -}}
 
 {{- define "outrigger.initContainers" -}}
