@@ -5,7 +5,7 @@
 //   --duration S      seconds per measured round (default 10)
 //   --rounds N        rounds per target, interleaved A B A B (default 3)
 //   --warmup S        warm-up seconds per target before the rounds (default 2; 0 in --smoke)
-//   --targets LIST    restrict targets: direct,outrigger,undici-ref,dispatch-ref,http-proxy-ref
+//   --targets LIST    restrict targets: direct,outrigger,undici-ref,dispatch-ref,http-proxy-ref,tunnel-ref
 //   --smoke           every scenario 1 second, 1 round, no warm-up (keeps the scripts working)
 //   --out DIR         where the JSON results go (default bench/results)
 //   --update-results  also write the run into bench/RESULTS.md, between its
@@ -21,8 +21,8 @@ import { installCleanup, clockTicks, killAll } from './lib/proc.js';
 import { mdTable } from './lib/common.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-export const SCENARIOS = ['throughput', 'latency', 'access-log', 'fail-fast', 'retries', 'memory', 'websocket'];
-const ALL_TARGETS = ['direct', 'outrigger', 'undici-ref', 'dispatch-ref', 'http-proxy-ref'];
+export const SCENARIOS = ['throughput', 'latency', 'access-log', 'fail-fast', 'retries', 'memory', 'websocket', 'websocket-relay'];
+const ALL_TARGETS = ['direct', 'outrigger', 'undici-ref', 'dispatch-ref', 'http-proxy-ref', 'tunnel-ref'];
 
 const USAGE = `Usage: node bench/run.js [--scenario NAME]... [--duration S] [--rounds N] [--warmup S]
                          [--targets LIST] [--smoke] [--out DIR] [--update-results]

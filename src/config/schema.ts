@@ -195,7 +195,8 @@ const staleIfErrorDefaults = { maxAge: 300_000, maxEntries: 1000, maxBytes: 32 *
 
 const fallbackSchema = z.strictObject({
   on: z.array(z.enum(FALLBACK_ON)).default(['breaker-open', 'timeout', 'upstream-unavailable']),
-  status: statusCode.default(200),
+  // A final response: an informational status (1xx) would leave the client waiting, or look like a switch.
+  status: z.number().int().min(200).max(599).default(200),
   headers: z
     .record(
       z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/),

@@ -140,12 +140,12 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
       if (err !== null) reject(err);
       else resolve(r as Reply);
     };
+    let r: ReturnType<typeof httpRequest> | null = null;
     const cancel = (err: Error): void => {
       if (probe && err instanceof ClientGoneError) return;
       r?.destroy();
       settle(null, err);
     };
-    let r: ReturnType<typeof httpRequest> | null = null;
     if (endpoint === undefined) return settle(null, new AttemptError('connect-failure'));
     let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
     let probeLimited = false;

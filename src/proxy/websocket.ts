@@ -206,11 +206,13 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
   return new Promise<Reply>((resolve, reject) => {
     let settled = false;
     let timer: NodeJS.Timeout | null = null;
+    // Declared before settle(), which an early return calls before the socket exists.
+    let cancel: ((err: Error) => void) | null = null;
     const settle = (r: Reply | null, err: Error | null): void => {
       if (settled) return;
       settled = true;
       if (timer !== null) clearTimeout(timer);
-      if (ex.cancel === cancel) ex.cancel = null;
+      if (cancel !== null && ex.cancel === cancel) ex.cancel = null;
       if (err instanceof AttemptError) {
         const outcome = attemptOutcomeOfFailure(err.kind);
         if (outcome !== null) route.metrics.attempt(outcome);
@@ -244,7 +246,7 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
       followRedirects: false,
       maxPayload: cfg.websocket.maxBufferedBytes,
     });
-    const cancel = (err: Error): void => {
+    cancel = (err: Error): void => {
       // The half-open probe runs to its end even if the client leaves, so its verdict counts.
       if (probe && err instanceof ClientGoneError) return;
       upstream.terminate();

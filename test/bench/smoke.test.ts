@@ -3,7 +3,7 @@
 // figures are not checked, only that each scenario ran and printed its table.
 // Needs dist/ (CI builds before testing); uses nginx when installed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['retries', '## Retries', '| target | req/s |'],
   ['memory', '## Memory', '| target | RSS idle MB |'],
   ['websocket', '## WebSocket echo', '| target | messages/s |'],
+  ['websocket-relay', '## WebSocket relay', '| mode | target | messages/s |'],
 ];
 
 const out = mkdtempSync(join(tmpdir(), 'outrigger-bench-smoke-'));
@@ -46,6 +47,27 @@ function runBench(args: string[], timeoutMs: number): Promise<{ code: number | n
   });
 }
 
+// The websocket-relay scenario's figures exist and are numbers (not judged: a smoke run is
+// not a measurement): for each mode, messages/s for direct, Outrigger and the byte tunnel,
+// CPU per message for the two proxies, and every echo in order.
+function checkWebSocketRelayNumbers(file: string): void {
+  const record = JSON.parse(readFileSync(file, 'utf8')) as { summary: Record<string, Record<string, Record<string, unknown>>> };
+  for (const mode of ['ping-pong', 'pipelined']) {
+    const s = record.summary[mode];
+    expect(s, `websocket-relay: no ${mode} summary in ${file}`).toBeDefined();
+    for (const target of ['direct', 'outrigger', 'tunnel-ref']) {
+      const t = (s as Record<string, Record<string, unknown>>)[target];
+      expect(t?.supported, `websocket-relay ${mode} ${target}: ${JSON.stringify(t)}`).toBe(true);
+      expect(t?.messagesPerSecond, `websocket-relay ${mode} ${target}: messages/s`).toBeGreaterThan(0);
+      expect(t?.orderErrors, `websocket-relay ${mode} ${target}: echoes out of order`).toBe(0);
+      if (target !== 'direct') {
+        expect(typeof t?.proxyCpuUsPerMessage, `websocket-relay ${mode} ${target}: CPU per message`).toBe('number');
+        expect(Number.isFinite(t?.proxyCpuUsPerMessage), `websocket-relay ${mode} ${target}: CPU per message is finite`).toBe(true);
+      }
+    }
+  }
+}
+
 describe('bench smoke (node bench/run.js --smoke)', () => {
   it(
     'runs every scenario for 1 second and prints its table',
@@ -67,6 +89,7 @@ describe('bench smoke (node bench/run.js --smoke)', () => {
         expect(files.some((f) => f.startsWith(`${name}-smoke-`) && f.endsWith('.json')), `${name}: no JSON results in ${out}`).toBe(true);
       }
       expect(files).toContain('latest-smoke.json');
+      checkWebSocketRelayNumbers(join(out, files.find((f) => f.startsWith('websocket-relay-smoke-') && f.endsWith('.json')) as string));
     },
     180_000,
   );

@@ -130,7 +130,7 @@ describe('a corpus of bad configs', () => {
         'routes[0].breaker.failOn[0]: expected one of connect-failure | reset | timeout | gateway-error | 5xx or a status code, got "bad"',
         'routes[0].concurrency.max: expected a number >= 1, got number 0',
         'routes[0].fallback.on[0]: expected one of "breaker-open" | "timeout" | "upstream-unavailable" | "5xx" | "overloaded", got "x"',
-        'routes[0].fallback.status: expected a number >= 100, got number 99',
+        'routes[0].fallback.status: expected a number >= 200, got number 99',
       ],
     ],
     [

@@ -4,18 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfigText, type EffectiveRoute } from '../../src/config/load.js';
 import { Router, compileMatcher, parseTarget, type Matcher, type RequestTarget } from '../../src/proxy/router.js';
-
-/** mulberry32: a small seeded PRNG, so a failure reproduces from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../helpers/prng.js';
 
 const HOSTS = ['a.test', 'b.test', 'A.Test', '*.test', 'a.test:8080', '*', undefined];
 const SEGS = ['api', 'v1', 'v2', 'users', 'a', 'ab', ''];
