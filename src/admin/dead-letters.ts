@@ -24,6 +24,12 @@ type Json = (res: ServerResponse, status: number, body: unknown) => void;
 
 const MAX_LIMIT = 1000;
 
+/**
+ * Ids being replayed right now, by any request (ids are ULIDs, unique across journals): so
+ * two bulk replays, or a bulk and a single one, running at once never send an entry twice.
+ */
+const inFlight = new Set<string>();
+
 function bad(json: Json, res: ServerResponse, message: string): void {
   json(res, 400, { error: { code: 'BAD_REQUEST', message } });
 }
@@ -97,22 +103,38 @@ export function handleDeadLetters(dl: DeadLetterAdmin, req: IncomingMessage, res
     let skipped = 0;
     for (const j of selected) {
       for (const s of j.summaries()) {
-        if (s.replayed !== null || !s.bodyKept || (s.delivery === 'unknown' && !force)) {
+        if (s.replayed !== null || !s.bodyKept || (s.delivery === 'unknown' && !force) || inFlight.has(s.id)) {
           skipped++;
           continue;
         }
-        if (picked.length < limit) picked.push({ journal: j, id: s.id });
+        picked.push({ journal: j, id: s.id });
       }
     }
+    // Oldest first across every selected journal, then `limit` of them (ids sort by time).
     picked.sort((a, b) => (a.id < b.id ? -1 : 1));
+    picked.splice(limit);
     void (async () => {
       const results: Array<{ id: string; status: number; result: string; error: string | null }> = [];
       const gap = 1000 / rate;
-      for (let i = 0; i < picked.length; i++) {
-        const { journal, id } = picked[i] as (typeof picked)[number];
+      // Still to send: not deleted, replayed or taken by another replay (single or bulk)
+      // since it was picked. Checked again after the wait, as that can happen meanwhile.
+      const pending = (journal: (typeof picked)[number]['journal'], id: string) => {
         const entry = journal.get(id);
-        if (entry === undefined) continue;
-        if (i > 0) await new Promise((r) => setTimeout(r, gap));
+        return entry !== undefined && entry.replayed === null && !inFlight.has(id) ? entry : undefined;
+      };
+      let sent = 0;
+      for (const { journal, id } of picked) {
+        if (pending(journal, id) === undefined) {
+          skipped++;
+          continue;
+        }
+        if (sent > 0) await new Promise((r) => setTimeout(r, gap));
+        const entry = pending(journal, id);
+        if (entry === undefined) {
+          skipped++;
+          continue;
+        }
+        sent++;
         results.push({ id, ...(await replayOne(dl, journal, entry)) });
       }
       json(res, 200, { replayed: results.filter((r) => r.result === 'success').length, failed: results.filter((r) => r.result !== 'success').length, skipped, results });
@@ -143,6 +165,7 @@ export function handleDeadLetters(dl: DeadLetterAdmin, req: IncomingMessage, res
     return true;
   }
   if (entry.replayed !== null && !force) return (json(res, 409, { error: { code: 'ALREADY_REPLAYED', message: `already replayed at ${entry.replayed.at} (status ${entry.replayed.status}); use ?force=true to send it again` } }), true);
+  if (inFlight.has(id)) return (json(res, 409, { error: { code: 'REPLAY_IN_PROGRESS', message: 'a replay of this entry (single or bulk) is in flight; look at the entry again when it has answered' } }), true);
   void replayOne(dl, found.journal, entry).then((r) => json(res, r.result === 'success' ? 200 : 502, { id, ...r }));
   return true;
 }
@@ -150,10 +173,14 @@ export function handleDeadLetters(dl: DeadLetterAdmin, req: IncomingMessage, res
 async function replayOne(dl: DeadLetterAdmin, journal: ReturnType<DeadLetterAdmin['journals']> extends ReadonlyMap<string, infer J> ? J : never, entry: DeadLetterEntry): Promise<{ status: number; result: 'success' | 'failure'; error: string | null }> {
   if (dl.replay === undefined) return { status: 0, result: 'failure', error: 'replay is not available' };
   let r: ReplayResult;
+  // Taken before the first await: the callers check inFlight and call this in one go.
+  inFlight.add(entry.id);
   try {
     r = await dl.replay(entry);
   } catch (err) {
     r = { status: 0, error: String(err) };
+  } finally {
+    inFlight.delete(entry.id);
   }
   const ok = r.status >= 200 && r.status < 300;
   if (ok) journal.markReplayed(entry.id, r.status);

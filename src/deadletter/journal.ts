@@ -277,11 +277,23 @@ export class Journal {
     return n;
   }
 
-  /** Resolves when everything recorded so far is written and fsync'd. */
+  /**
+   * Resolves when everything recorded so far is written and fsync'd, and no task (a write
+   * or a compaction, such as the one clear() queues) is queued or running.
+   */
   async flush(): Promise<void> {
     if (this.closed) return;
-    while (this.acked < this.seq) {
-      if (!this.writing && this.queue.length === 0) {
+    for (;;) {
+      // A queued or running task first: a compaction changes neither seq nor acked, so
+      // `acked < seq` alone would let close() shut the fd under it (and the rename that
+      // makes a clear() durable would be lost on restart).
+      if (this.writing || this.queue.length > 0) {
+        await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+        continue;
+      }
+      // Idle: fsync what was written. A record whose write failed is never written, so it
+      // cannot be acknowledged; waiting for it would never end.
+      if (this.acked < this.written) {
         if (this.syncTimer !== null) {
           clearTimeout(this.syncTimer);
           this.syncTimer = null;
@@ -289,7 +301,7 @@ export class Journal {
         await this.sync();
         continue;
       }
-      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      return;
     }
   }
 

@@ -1,15 +1,16 @@
 // The Helm chart (helm/outrigger), checked with the real tools: helm v4 (`helm lint --strict`,
 // `helm template`, `helm install --dry-run=client`, `helm dependency build`), the Kubernetes
 // and prometheus-operator schemas (unknown fields included), and `outrigger check` on every
-// config the chart renders.
+// config the chart renders (against the filesystem the pod gives the sidecar: see checkAsInPod).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { configSchema } from '../../src/config/schema.js';
-import { chartValues, cleanupHelm, helm, parseManifests, renderChart, renderNotes, valuesFile, type Rendered } from './helm.js';
+import { parse as parseYaml, parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { loadConfigFile } from '../../src/config/load.js';
+import { configSchema, DEFAULT_DEAD_LETTER_DIR } from '../../src/config/schema.js';
+import { chartValues, cleanupHelm, deepMerge, helm, parseManifests, renderChart, renderNotes, valuesFile, type Rendered } from './helm.js';
 import { CHART, compileSchema, MAIN_JS, REPO, requireBuild } from './helpers.js';
 import { checkUnknownFields, validateModels } from './kube-schemas.js';
 
@@ -56,6 +57,89 @@ function outriggerCheck(name: string, text: string): string {
     throw new Error(`outrigger check ${name} exited ${String(e.status)}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
 }
+
+/** The sidecar's emptyDir mounts (the dead-letter journals): mount path → volume name. */
+function journalMounts(spec: PodSpec): Map<string, string> {
+  const emptyDirs = new Set(spec.volumes.filter((v) => 'emptyDir' in v).map((v) => v.name as string));
+  const out = new Map<string, string>();
+  for (const m of sidecarOf(spec).volumeMounts ?? []) {
+    if (!emptyDirs.has(m.name as string)) continue;
+    expect(m.readOnly, `${String(m.mountPath)} is writable`).toBeUndefined();
+    expect(out.has(m.mountPath as string), `${String(m.mountPath)} is mounted once`).toBe(false);
+    out.set(m.mountPath as string, m.name as string);
+  }
+  expect([...out.values()].sort(), 'every emptyDir volume is mounted in the sidecar, once').toEqual([...emptyDirs].sort());
+  return out;
+}
+
+/** Every absolute deadLetter.dir of a config (defaults, presets, routes; the built-in default too) moved under `root`. */
+function reRootDeadLetterDirs(cfg: Dict, root: string): void {
+  // The built-in dir applies where no layer sets one: it becomes defaults' own dir, re-rooted
+  // (the built-in layer comes just before defaults, so nothing else changes).
+  const defaults = (cfg.defaults ??= {}) as Dict;
+  const dl = (defaults.deadLetter ??= {}) as Dict;
+  dl.dir ??= DEFAULT_DEAD_LETTER_DIR;
+  const blocks: unknown[] = [(cfg.defaults as Dict | undefined)?.deadLetter, ...Object.values((cfg.presets as Record<string, Dict> | undefined) ?? {}).map((p) => p.deadLetter), ...((cfg.routes as Dict[] | undefined) ?? []).map((r) => r.deadLetter)];
+  for (const b of blocks) {
+    const dl = b as Dict | undefined;
+    if (typeof dl?.dir === 'string' && isAbsolute(dl.dir)) dl.dir = join(root, dl.dir);
+  }
+}
+
+/**
+ * `outrigger check` on a rendered config, against the filesystem the pod gives the sidecar.
+ *
+ * `check`, like every load, requires the deadLetter.dir of each route that enables the
+ * journal to be an existing, writable directory, and creates nothing. In the pod those
+ * directories are the chart's emptyDir mounts; on the machine running the tests they do
+ * not exist (/var/lib/outrigger/dead-letters), and making them there would need root and
+ * leave state behind. So each emptyDir the sidecar mounts becomes a directory under a fresh
+ * sandbox root, and every absolute deadLetter.dir in the config, the built-in default
+ * included, is re-rooted there (the only change to the config). A directory the chart did not mount does not exist in the sandbox, so
+ * check fails on it exactly as the proxy would in the pod. A config without deadLetter is
+ * checked as rendered.
+ *
+ * Returns the proxy's own view of the result, read with its loader from the checked file:
+ * route name → the pod path of its journal directory, for each route that enables it.
+ */
+function checkAsInPod(name: string, r: Rendered, text: string): Map<string, string> {
+  const cfg = parseYaml(text) as Dict;
+  if (!JSON.stringify(cfg).includes('"deadLetter"')) {
+    outriggerCheck(name, text);
+    return new Map();
+  }
+  const root = mkdtempSync(join(tmp, 'pod-'));
+  const mounts = byKind(r, 'Deployment').length > 0 ? journalMounts(podSpec(r)) : new Map<string, string>();
+  for (const dir of mounts.keys()) mkdirSync(join(root, dir), { recursive: true });
+  reRootDeadLetterDirs(cfg, root);
+  outriggerCheck(name, stringifyYaml(cfg));
+  const loaded = loadConfigFile(join(tmp, name));
+  return new Map(loaded.config.routes.filter((x) => x.deadLetter.enabled).map((x) => [x.name, x.deadLetter.dir.slice(root.length)]));
+}
+
+/**
+ * Dead-letter journals in every form the chart resolves: the built-in dir from `defaults`,
+ * a preset's dir reached through another preset, a route's own dir (also written with a
+ * trailing slash by a second route), a disabled route with a dir that must not be mounted,
+ * and unquoted `on:` keys (YAML 1.1) in deadLetter blocks.
+ */
+const DEAD_LETTER_VALUES: Dict = {
+  config: {
+    defaults: { deadLetter: { enabled: true, on: ['breaker-open', 'upstream-unavailable', 'timeout'] } },
+    presets: {
+      journaled: { deadLetter: { dir: '/var/lib/outrigger/journaled', on: ['breaker-open', 'timeout'] } },
+      careful: { use: ['journaled', 'critical'], deadLetter: { maxEntries: 500 } },
+    },
+    routes: [
+      { name: 'orders', match: { pathPrefix: '/orders' }, upstream: 'app', deadLetter: { dir: '/data/orders', on: ['timeout'], redactHeaders: ['x-api-key'] } },
+      { name: 'refunds', match: { pathPrefix: '/refunds' }, upstream: 'app', deadLetter: { dir: '/data/orders/' } },
+      { name: 'payments', match: { pathPrefix: '/payments' }, upstream: 'app', use: ['careful'] },
+      { name: 'search', match: { pathPrefix: '/search' }, upstream: 'app', deadLetter: { enabled: false, dir: '/data/unused' } },
+      { name: 'default', match: { pathPrefix: '/' }, upstream: 'app' },
+    ],
+  },
+};
+const DEAD_LETTER_DIRS = { orders: '/data/orders', refunds: '/data/orders', payments: '/var/lib/outrigger/journaled', default: DEFAULT_DEAD_LETTER_DIR };
 
 /**
  * A parent chart that uses Outrigger as a library: it lists the chart as a dependency
@@ -122,6 +206,7 @@ const COMBOS: Array<[string, Dict]> = [
   ['existing Secret', { adminToken: { existingSecret: 'ops-token', key: 'admin' } }],
   ['token value', { adminToken: { value: 's3cret' } }],
   ['library use (no demo)', { demo: { enabled: false } }],
+  ['dead-letter journal', DEAD_LETTER_VALUES],
   [
     'everything on',
     {
@@ -210,9 +295,10 @@ describe('every documented values combination, with real helm', () => {
   });
 
   it.each(COMBOS)('%s: every rendered ConfigMap config passes `outrigger check`', (name, values) => {
-    const configs = configsOf(render(name, values));
+    const r = render(name, values);
+    const configs = configsOf(r);
     expect(configs.length).toBe(values.existingConfigMap ? 0 : 1);
-    configs.forEach((text, i) => outriggerCheck(`${name.replace(/\W+/g, '-')}-${i}.yaml`, text));
+    configs.forEach((text, i) => checkAsInPod(`${name.replace(/\W+/g, '-')}-${i}.yaml`, r, text));
   }, 60_000);
 
   it('every rendered object validates against the Kubernetes and prometheus-operator schemas, unknown fields included', async () => {
@@ -299,6 +385,36 @@ describe('YAML 1.1 and `on:`', () => {
     expect(cfg.routes[0]?.retry.on).toEqual(['connect-failure', '5xx']);
     expect(cfg.routes[0]?.fallback.on).toEqual(['timeout', 'upstream-unavailable']);
     expect(text).not.toMatch(/"?true"?:/);
+  }, 60_000);
+
+  it('maps unquoted deadLetter.on back too (defaults, presets, routes)', () => {
+    const userValues = `config:
+  defaults:
+    deadLetter:
+      enabled: true
+      dir: /var/lib/outrigger/dead-letters
+      on: [breaker-open, timeout]
+  presets:
+    journaled:
+      deadLetter:
+        on: [overloaded]
+  routes:
+    - name: orders
+      match: { pathPrefix: / }
+      upstream: app
+      use: [journaled]
+      deadLetter:
+        on: [upstream-unavailable]
+`;
+    const r = renderChart(CHART, userValues);
+    const [text] = configsOf(r);
+    expect(text).not.toMatch(/"?true"?:/);
+    const cfg = parseYaml(text as string) as { defaults: Dict; presets: Record<string, Dict>; routes: Dict[] };
+    expect((cfg.defaults.deadLetter as Dict).on).toEqual(['breaker-open', 'timeout']);
+    expect((cfg.presets.journaled?.deadLetter as Dict).on).toEqual(['overloaded']);
+    expect((cfg.routes[0]?.deadLetter as Dict).on).toEqual(['upstream-unavailable']);
+    expect(checkAsInPod('yaml11-dead-letter.yaml', r, text as string)).toEqual(new Map([['orders', DEFAULT_DEAD_LETTER_DIR]]));
+    expect(() => renderChart(CHART, `config:\n  defaults:\n    deadLetter:\n      on: [timeout]\n      "on": [overloaded]\n`)).toThrow(/retry, fallback or deadLetter block sets both `on` and/);
   }, 60_000);
 
   it('refuses values that set both the unquoted and the quoted key', () => {
@@ -565,4 +681,135 @@ describe('templates', () => {
     expect((one(named, 'Deployment').metadata as Dict).name).toBe('edge');
     expect(podSpec(named).volumes).toEqual([{ name: 'outrigger-config', configMap: { name: 'edge-config' } }]);
   });
+});
+
+describe('the dead-letter journal: an emptyDir for every directory an enabled route writes to', () => {
+  const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  const route = (name: string, extra: Dict = {}): Dict => ({ name, match: { pathPrefix: `/${name}` }, upstream: 'app', ...extra });
+  const mountsOf = (values: Dict | string): Map<string, string> => journalMounts(podSpec(renderChart(CHART, values)));
+
+  it('mounts nothing when no route enables it, even with dirs set', () => {
+    for (const values of [
+      {},
+      { config: { defaults: { deadLetter: { dir: '/data/dl' } }, routes: [route('a', { deadLetter: { dir: '/data/a' } })] } },
+      { config: { defaults: { deadLetter: { enabled: true } }, routes: [route('a', { deadLetter: { enabled: false } })] } },
+      // A relative dir is refused only where it would be used.
+      { config: { routes: [route('a', { deadLetter: { enabled: false, dir: 'journal' } })] } },
+    ]) {
+      const spec = podSpec(renderChart(CHART, values));
+      expect(spec.volumes, JSON.stringify(values)).toEqual([{ name: 'outrigger-config', configMap: { name: 'demo-outrigger-config' } }]);
+      expect(sidecarOf(spec).volumeMounts).toEqual([{ name: 'outrigger-config', mountPath: '/etc/outrigger', readOnly: true }]);
+    }
+  });
+
+  it('mounts exactly the directories the proxy resolves for the enabled routes: defaults, presets through presets, routes', () => {
+    for (const native of [true, false]) {
+      const r = renderChart(CHART, deepMerge(DEAD_LETTER_VALUES, { sidecar: { native } }) as Dict);
+      const mounts = journalMounts(podSpec(r));
+      expect([...mounts.keys()].sort()).toEqual(['/data/orders', '/var/lib/outrigger/dead-letters', '/var/lib/outrigger/journaled']);
+      // The proxy's own merge (its loader, on the config checked in the pod's layout) agrees.
+      const used = checkAsInPod(`dead-letter-${String(native)}.yaml`, r, configsOf(r)[0] as string);
+      expect(Object.fromEntries(used)).toEqual(DEAD_LETTER_DIRS);
+      expect(new Set(used.values())).toEqual(new Set(mounts.keys()));
+    }
+  }, 60_000);
+
+  it('mounts a route\'s own dir instead of the defaults dir when no enabled route uses the latter', () => {
+    const values = { config: { defaults: { deadLetter: { enabled: true, dir: '/data/shared' } }, routes: [route('a', { deadLetter: { dir: '/data/a' } }), route('b', { deadLetter: { enabled: false } })] } };
+    const r = renderChart(CHART, values);
+    expect([...journalMounts(podSpec(r)).keys()]).toEqual(['/data/a']);
+    expect(checkAsInPod('own-dir.yaml', r, configsOf(r)[0] as string)).toEqual(new Map([['a', '/data/a']]));
+  }, 60_000);
+
+  it('follows the proxy\'s preset order: a later preset wins, a preset\'s own use list comes first, the route\'s keys last', () => {
+    const values = {
+      config: {
+        presets: {
+          p1: { deadLetter: { enabled: true, dir: '/data/p1' } },
+          p2: { deadLetter: { dir: '/data/p2' } },
+          base: { deadLetter: { dir: '/data/base' } },
+          onTop: { use: ['base'], deadLetter: { enabled: true } },
+          override: { use: ['p2'], deadLetter: { dir: '/data/override' } },
+          // (not `off`: Helm reads values as YAML 1.1, where an unquoted off is false)
+          quiet: { deadLetter: { enabled: false } },
+        },
+        routes: [
+          route('later', { use: ['p1', 'p2'] }),
+          route('nested', { use: ['onTop'] }),
+          route('own', { use: ['p1'], deadLetter: { dir: '/data/own' } }),
+          // p2 is reached through override (first), so listing it after changes nothing.
+          route('reached', { use: ['p1', 'override', 'p2'] }),
+          route('disabled', { use: ['p1', 'quiet'] }),
+          route('builtin', { use: ['transient', 'p1'] }),
+        ],
+      },
+    };
+    const r = renderChart(CHART, values);
+    const used = checkAsInPod('presets.yaml', r, configsOf(r)[0] as string);
+    expect(Object.fromEntries(used)).toEqual({ later: '/data/p2', nested: '/data/base', own: '/data/own', reached: '/data/override', builtin: '/data/p1' });
+    expect([...journalMounts(podSpec(r)).keys()].sort()).toEqual(['/data/base', '/data/override', '/data/own', '/data/p1', '/data/p2']);
+  }, 60_000);
+
+  it('renders (and leaves the refusal to outrigger check) when presets use each other in a cycle', () => {
+    const values = { config: { presets: { a: { use: ['b'], deadLetter: { dir: '/data/a' } }, b: { use: ['a'], deadLetter: { enabled: true } } }, routes: [route('r', { use: ['a'] })] } };
+    const r = renderChart(CHART, values);
+    expect([...journalMounts(podSpec(r)).keys()]).toEqual(['/data/a']);
+    expect(() => outriggerCheck('cycle.yaml', configsOf(r)[0] as string)).toThrow(/preset cycle/);
+  });
+
+  it('names each volume with a stable DNS label of its own, whatever the other routes', () => {
+    const long = `/data/${'x'.repeat(240)}`;
+    const a = mountsOf({ config: { routes: [route('a', { deadLetter: { enabled: true, dir: '/data/a' } })] } });
+    const b = mountsOf({ config: { routes: [route('z', { deadLetter: { enabled: true, dir: long } }), route('b', { deadLetter: { enabled: true } }), route('a', { deadLetter: { enabled: true, dir: '/data/a/' } })] } });
+    expect(b.get('/data/a')).toBe(a.get('/data/a'));
+    expect(b.size).toBe(3);
+    const names = [...b.values()];
+    expect(new Set(names).size).toBe(3);
+    for (const n of names) {
+      expect(n).toMatch(DNS_LABEL);
+      expect(n.length).toBeLessThanOrEqual(63);
+      expect(n).not.toBe('outrigger-config');
+    }
+    // Known values, so a change to the naming (which renames volumes on upgrade) is deliberate.
+    expect(b.get(DEFAULT_DEAD_LETTER_DIR)).toBe('outrigger-dl-1fad980af7');
+  });
+
+  it('refuses a relative dir, and one at /, at or under /etc/outrigger, of an enabled route, naming the route and the key', () => {
+    const cases: Array<[Dict, RegExp]> = [
+      [{ routes: [route('a', { deadLetter: { enabled: true, dir: 'journal' } })] }, /config\.routes\[0\] \(a\) enables deadLetter with the relative dir "journal" \(from config\.routes\[0\]\.deadLetter\.dir\).*\/etc\/outrigger/],
+      [{ defaults: { deadLetter: { enabled: true, dir: './dl' } } }, /config\.routes\[0\] \(default\) .*relative dir "\.\/dl" \(from config\.defaults\.deadLetter\.dir\)/],
+      [{ presets: { p: { deadLetter: { dir: 'dl' } } }, routes: [route('a', { use: ['p'], deadLetter: { enabled: true } })] }, /relative dir "dl" \(from config\.presets\.p\.deadLetter\.dir\)/],
+      [{ defaults: { deadLetter: { enabled: true, dir: '/etc/outrigger/dl' } } }, /"\/etc\/outrigger\/dl".*cannot be \/ or at or under \/etc\/outrigger/],
+      [{ routes: [route('a', { deadLetter: { enabled: true, dir: '/etc/outrigger/' } })] }, /"\/etc\/outrigger"/],
+      [{ routes: [route('a', { deadLetter: { enabled: true, dir: '/' } })] }, /journal to "\/"/],
+    ];
+    for (const [config, message] of cases) expect(() => renderChart(CHART, { config }), JSON.stringify(config)).toThrow(message);
+    // /etc/outrigger-journal is a directory of its own.
+    expect([...mountsOf({ config: { defaults: { deadLetter: { enabled: true, dir: '/etc/outrigger-journal' } } } }).keys()]).toEqual(['/etc/outrigger-journal']);
+  });
+
+  it('mounts from config values with an existing ConfigMap too, and from a parent chart using the library templates', () => {
+    const existing = renderChart(CHART, { existingConfigMap: 'my-config', config: { defaults: { deadLetter: { enabled: true } } } });
+    expect(byKind(existing, 'ConfigMap')).toEqual([]);
+    expect([...journalMounts(podSpec(existing)).keys()]).toEqual([DEFAULT_DEAD_LETTER_DIR]);
+    for (const native of [true, false]) {
+      const r = parseManifests(helm(['template', 'rel', parentChart(native), '--namespace', 'shop', '-f', valuesFile({ outrigger: DEAD_LETTER_VALUES })]));
+      const mounts = journalMounts(podSpec(r));
+      expect([...mounts.keys()].sort()).toEqual(['/data/orders', '/var/lib/outrigger/dead-letters', '/var/lib/outrigger/journaled']);
+      expect(new Set(checkAsInPod(`parent-dl-${String(native)}.yaml`, r, configsOf(r)[0] as string).values())).toEqual(new Set(mounts.keys()));
+    }
+  }, 60_000);
+
+  it('is what `outrigger check` needs: the rendered config fails outside the pod, where the journal dir does not exist', () => {
+    const r = renderChart(CHART, { config: { defaults: { deadLetter: { enabled: true } } } });
+    const [text] = configsOf(r);
+    if (!existsSync(DEFAULT_DEAD_LETTER_DIR)) {
+      expect(() => outriggerCheck('outside-pod.yaml', text as string)).toThrow(/deadLetter\.dir: "\/var\/lib\/outrigger\/dead-letters".* is not a writable directory/);
+    }
+    // And a sandbox without the chart's mount fails the same way: the check sees a missing mount.
+    const cfg = parseYaml(text as string) as Dict;
+    reRootDeadLetterDirs(cfg, mkdtempSync(join(tmp, 'no-mounts-')));
+    expect(() => outriggerCheck('no-mounts.yaml', stringifyYaml(cfg))).toThrow(/is not a writable directory/);
+    expect(checkAsInPod('with-mounts.yaml', r, text as string)).toEqual(new Map([['default', DEFAULT_DEAD_LETTER_DIR]]));
+  }, 60_000);
 });

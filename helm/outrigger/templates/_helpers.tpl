@@ -16,7 +16,7 @@ Library templates (see README.md, "Using the chart as a library"):
   outrigger.initContainers     the sidecar when sidecar.native is true, else nothing
   outrigger.containers         the sidecar when sidecar.native is false, else nothing
   outrigger.configVolume       the ConfigMap volume, as one list item (mounted as a directory, never subPath),
-                               and the dead-letter emptyDir when a route enables deadLetter
+                               and an emptyDir per dead-letter journal directory (outrigger.deadLetterDirs)
   outrigger.probes             startupProbe, livenessProbe and readinessProbe on the status port
   outrigger.configYaml         the config as YAML, with YAML 1.1's "true" keys given back as `on`
   outrigger.terminationGracePeriodSeconds   derived from the drain settings
@@ -166,15 +166,16 @@ probes are on but the config has no status listener for them.
 {{- end -}}
 
 {{/*
-A retry or fallback block with YAML 1.1's "true" key (what an unquoted `on:` becomes when
-Helm reads values) given back its `on` key. Takes the block (a dict, or nothing); mutates it.
-The Outrigger config has no key named "true", so the mapping never changes a valid config.
+A retry, fallback or deadLetter block with YAML 1.1's "true" key (what an unquoted `on:`
+becomes when Helm reads values) given back its `on` key. Takes the block (a dict, or
+nothing); mutates it. The Outrigger config has no key named "true", so the mapping never
+changes a valid config.
 */}}
 {{- define "outrigger.onKey" -}}
 {{- if kindIs "map" . -}}
 {{- if hasKey . "true" -}}
 {{- if hasKey . "on" -}}
-{{- fail "outrigger: a retry or fallback block sets both `on` and `\"on\"`; keep one" -}}
+{{- fail "outrigger: a retry, fallback or deadLetter block sets both `on` and `\"on\"`; keep one" -}}
 {{- end -}}
 {{- $_ := set . "on" (get . "true") -}}
 {{- $_ := unset . "true" -}}
@@ -182,23 +183,26 @@ The Outrigger config has no key named "true", so the mapping never changes a val
 {{- end -}}
 {{- end -}}
 
-{{/* The Outrigger config as YAML, from a copy of .config with every retry/fallback `on` (defaults, presets, routes) restored. */}}
+{{/* The Outrigger config as YAML, from a copy of .config with every retry/fallback/deadLetter `on` (defaults, presets, routes) restored. */}}
 {{- define "outrigger.configYaml" -}}
 {{- $v := default .root.Values .values -}}
 {{- $c := deepCopy (default (dict) $v.config) -}}
 {{- with $c.defaults -}}
 {{- include "outrigger.onKey" .retry -}}
 {{- include "outrigger.onKey" .fallback -}}
+{{- include "outrigger.onKey" .deadLetter -}}
 {{- end -}}
 {{- range $_, $preset := $c.presets -}}
 {{- if kindIs "map" $preset -}}
 {{- include "outrigger.onKey" $preset.retry -}}
 {{- include "outrigger.onKey" $preset.fallback -}}
+{{- include "outrigger.onKey" $preset.deadLetter -}}
 {{- end -}}
 {{- end -}}
 {{- range $c.routes -}}
 {{- include "outrigger.onKey" .retry -}}
 {{- include "outrigger.onKey" .fallback -}}
+{{- include "outrigger.onKey" .deadLetter -}}
 {{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
@@ -248,26 +252,100 @@ readinessProbe:
 - name: outrigger-config
   configMap:
     name: {{ include "outrigger.configMapName" . }}
-{{- if include "outrigger.deadLetterDir" . }}
-{{- /* The dead-letter journal: an emptyDir lasts as long as the pod, not across pods. */}}
-- name: outrigger-dead-letters
+{{- /* The dead-letter journals: an emptyDir lasts as long as the pod, not across pods. */}}
+{{- range $dir, $name := include "outrigger.deadLetterDirs" . | fromJson }}
+- name: {{ $name }}
   emptyDir: {}
 {{- end }}
 {{- end -}}
 
 {{/*
-The dead-letter journal directory (defaults.deadLetter.dir, else the built-in
-/var/lib/outrigger/dead-letters) when defaults or any route enables deadLetter; empty otherwise.
+The dead-letter journal directories, as JSON: {"<dir>": "<volume name>"} with one key per
+distinct directory that a route with deadLetter enabled writes to; {} when none does.
+
+Each route's deadLetter.enabled and deadLetter.dir are merged as the proxy merges them, key
+by key: the built-in default (/var/lib/outrigger/dead-letters), then `defaults`, then each
+preset of the route's `use` list (a preset's own `use` list before it, each preset once),
+then the route's own keys. So a route with its own dir gets its own mount, and the
+`defaults` dir is mounted only if some enabled route still uses it.
+
+The dir must be absolute: the proxy resolves a relative dir against the config file's
+directory, /etc/outrigger, which is the read-only ConfigMap volume; a journal cannot be
+written there, and Kubernetes cannot create a mount point inside a ConfigMap volume. The
+render fails on a relative dir, or one at or under /etc/outrigger, of an enabled route.
+
+The volume name is "outrigger-dl-" and the first 10 hex digits of the dir's SHA-256: a
+valid DNS label of 23 characters, the same for a dir whatever the other routes are.
 */}}
-{{- define "outrigger.deadLetterDir" -}}
+{{- define "outrigger.deadLetterDirs" -}}
 {{- $v := default .root.Values .values -}}
-{{- $c := $v.config | default dict -}}
-{{- $d := (($c.defaults | default dict).deadLetter | default dict) -}}
-{{- $on := $d.enabled | default false -}}
-{{- range ($c.routes | default list) -}}
-{{- if ((.deadLetter | default dict).enabled) -}}{{- $on = true -}}{{- end -}}
+{{- $c := default (dict) $v.config -}}
+{{- $presets := $c.presets | default dict -}}
+{{- $dirs := dict -}}
+{{- range $i, $r := ($c.routes | default list) -}}
+{{- if kindIs "map" $r -}}
+{{- $eff := dict "enabled" false "dir" "/var/lib/outrigger/dead-letters" "from" "the built-in default" -}}
+{{- include "outrigger.deadLetterLayer" (dict "eff" $eff "block" (dig "deadLetter" dict ($c.defaults | default dict)) "at" "config.defaults") -}}
+{{- $order := dict "list" list "seen" dict -}}
+{{- range ($r.use | default list) -}}
+{{- include "outrigger.presetOrder" (dict "name" . "presets" $presets "state" $order "stack" dict) -}}
 {{- end -}}
-{{- if $on -}}{{ $d.dir | default "/var/lib/outrigger/dead-letters" }}{{- end -}}
+{{- range $order.list -}}
+{{- $p := get $presets . -}}
+{{- if kindIs "map" $p -}}
+{{- include "outrigger.deadLetterLayer" (dict "eff" $eff "block" $p.deadLetter "at" (printf "config.presets.%s" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- include "outrigger.deadLetterLayer" (dict "eff" $eff "block" $r.deadLetter "at" (printf "config.routes[%d]" $i)) -}}
+{{- if $eff.enabled -}}
+{{- $dir := toString $eff.dir -}}
+{{- $route := printf "config.routes[%d] (%s)" $i (toString (default "?" $r.name)) -}}
+{{- if not (isAbs $dir) -}}
+{{- fail (printf "outrigger: %s enables deadLetter with the relative dir %q (from %s). The proxy would resolve it against the config file's directory, /etc/outrigger, the read-only ConfigMap volume, where the chart cannot mount a writable emptyDir; use an absolute path such as /var/lib/outrigger/dead-letters" $route $dir $eff.from) -}}
+{{- end -}}
+{{- $dir = clean $dir -}}
+{{- if or (eq $dir "/") (eq $dir "/etc/outrigger") (hasPrefix "/etc/outrigger/" $dir) -}}
+{{- fail (printf "outrigger: %s writes its dead-letter journal to %q (from %s); the chart mounts an emptyDir there, which cannot be / or at or under /etc/outrigger (the ConfigMap volume); use a directory of its own such as /var/lib/outrigger/dead-letters" $route $dir $eff.from) -}}
+{{- end -}}
+{{- $_ := set $dirs $dir (printf "outrigger-dl-%s" (sha256sum $dir | trunc 10)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $dirs -}}
+{{- end -}}
+
+{{/* One layer of a route's deadLetter: the enabled and dir keys it sets override those before. Takes dict "eff" "block" "at"; mutates eff. */}}
+{{- define "outrigger.deadLetterLayer" -}}
+{{- if kindIs "map" .block -}}
+{{- if and (hasKey .block "enabled") (not (kindIs "invalid" .block.enabled)) -}}
+{{- $_ := set .eff "enabled" .block.enabled -}}
+{{- end -}}
+{{- if and (hasKey .block "dir") (not (kindIs "invalid" .block.dir)) -}}
+{{- $_ := set .eff "dir" .block.dir -}}
+{{- $_ := set .eff "from" (printf "%s.deadLetter.dir" .at) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Appends a preset to state.list after the presets it uses (depth first, each once): the order
+the proxy applies a route's presets in. Takes dict "name" "presets" "state" "stack"; a cycle
+(refused by the proxy) is cut where it closes. Built-in presets set no deadLetter keys.
+*/}}
+{{- define "outrigger.presetOrder" -}}
+{{- $name := toString .name -}}
+{{- if not (or (hasKey .state.seen $name) (hasKey .stack $name)) -}}
+{{- $p := get .presets $name -}}
+{{- if kindIs "map" $p -}}
+{{- $_ := set .stack $name true -}}
+{{- range ($p.use | default list) -}}
+{{- include "outrigger.presetOrder" (dict "name" . "presets" $.presets "state" $.state "stack" $.stack) -}}
+{{- end -}}
+{{- $_ := unset .stack $name -}}
+{{- end -}}
+{{- $_ := set .state.seen $name true -}}
+{{- $_ := set .state "list" (append .state.list $name) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -328,9 +406,9 @@ container with a preStop sleep, under containers.
     - name: outrigger-config
       mountPath: /etc/outrigger
       readOnly: true
-    {{- with include "outrigger.deadLetterDir" . }}
-    - name: outrigger-dead-letters
-      mountPath: {{ . }}
+    {{- range $dir, $name := include "outrigger.deadLetterDirs" . | fromJson }}
+    - name: {{ $name }}
+      mountPath: {{ $dir }}
     {{- end }}
 {{- end -}}
 
