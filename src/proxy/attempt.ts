@@ -73,7 +73,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   constructor(
     private readonly ex: Exchange,
     private readonly endpointIndex: number,
-    /** The half-open probe runs to its end even if the client leaves, so its verdict counts. */
+    /** The half-open probe: its time is bounded by breaker.probeTimeout. */
     private readonly probe: boolean,
   ) {}
 
@@ -364,7 +364,6 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
       return;
     }
     if (this.phase !== PENDING) return;
-    if (this.probe && err instanceof ClientGoneError) return; // let the probe finish
     this.fail(err);
   };
 

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream';
 import type { Socket } from 'node:net';
 import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError } from '../exchange/outcome.js';
 import { attemptBudget } from '../policies/timeout.js';
-import { ClientGoneError, type Exchange, type Reply } from './exchange.js';
+import type { Exchange, Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
 
 const NOT_SENT = new Set(['content-length']);
@@ -142,7 +142,6 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
     };
     let r: ReturnType<typeof httpRequest> | null = null;
     const cancel = (err: Error): void => {
-      if (probe && err instanceof ClientGoneError) return;
       r?.destroy();
       settle(null, err);
     };

@@ -17,7 +17,7 @@ import type * as WsNamespace from 'ws';
 import type { WebSocket, WebSocketServer, RawData } from 'ws';
 import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError, type FailureKind } from '../exchange/outcome.js';
 import { attemptBudget } from '../policies/timeout.js';
-import { ClientGoneError, type CompiledRoute, type Exchange, type Reply } from './exchange.js';
+import type { CompiledRoute, Exchange, Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
 import { AnswerReply } from './tunnel.js';
 
@@ -247,8 +247,6 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
       maxPayload: cfg.websocket.maxBufferedBytes,
     });
     cancel = (err: Error): void => {
-      // The half-open probe runs to its end even if the client leaves, so its verdict counts.
-      if (probe && err instanceof ClientGoneError) return;
       upstream.terminate();
       settle(null, err);
     };

@@ -4,7 +4,7 @@ import { ok, refusedPort, startUpstream } from '../helpers/upstream.js';
 import { metricValue, oneRoute, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const track = useCleanup();
 const NO_RETRY = { attempts: 0 };
@@ -213,14 +213,15 @@ describe('circuit breaker', () => {
     expect(names).toEqual(['rc', 'shared']);
   });
 
-  it('lets one half-open probe through; others fail fast; the probe counts even if its client leaves', async () => {
+  it('lets one half-open probe through; others fail fast; a probe whose client leaves gives no verdict, and the next request probes', async () => {
     const up = track(await startUpstream(ok('down', 503)));
     const px = track(await startProxy(oneRoute(up.url, { retry: NO_RETRY, breaker: { consecutiveFailures: 1, halfOpenAfter: '100ms' } })));
     await req(px.url, { path: '/a' });
     let answer: (() => void) | null = null;
     up.behave = (q, res, n) => (answer = () => ok('late')(q, res, n, ''));
-    // Send probes until one reaches the upstream, then walk away from it.
+    // Send probes until one reaches the upstream.
     const port = new URL(px.url).port;
+    let probeClient: ReturnType<typeof request> | null = null;
     await waitFor(
       async () => {
         const c = request({ host: '127.0.0.1', port, path: '/a', agent: false });
@@ -228,7 +229,7 @@ describe('circuit breaker', () => {
         const res = new Promise<number>((r) => c.on('response', (m) => (m.resume(), r(m.statusCode ?? 0))));
         c.end();
         const got = await Promise.race([res, waitFor(() => answer !== null, { timeout: 200, interval: 5 }).then(() => 'probe' as const, () => 'none' as const)]);
-        if (got === 'probe') c.destroy();
+        if (got === 'probe') probeClient = c;
         return got === 'probe';
       },
       { interval: 20, what: 'the probe' },
@@ -238,8 +239,17 @@ describe('circuit breaker', () => {
     expect(during.headers['x-outrigger-error']).toBe('OUTRIGGER_BREAKER_OPEN');
     expect(during.headers['retry-after']).toBe('1');
     expect(up.seen).toHaveLength(2);
+    // Then its client walks away: the probe is abandoned without a verdict, whatever the upstream says later.
+    (probeClient as unknown as ReturnType<typeof request>).destroy();
+    await sleep(100);
+    expect((await breakerState(px)).state).toBe('half-open');
     (answer as unknown as () => void)();
-    await waitFor(async () => (await breakerState(px)).state === 'closed', { what: 'the probe verdict' });
+    expect((await breakerState(px)).state).toBe('half-open');
+    // The very next request is the probe (no new open time), and its verdict counts.
+    up.behave = ok('recovered');
+    const next = await req(px.url, { path: '/a' });
+    expect(next.body).toBe('recovered');
+    await waitFor(async () => (await breakerState(px)).state === 'closed', { what: 'the next probe closing it' });
   });
 
   it('breaker.enabled: false never opens', async () => {
