@@ -40,6 +40,8 @@ interface OpsRoute {
 
 export interface OpsRuntime {
   readonly routes: readonly OpsRoute[];
+  /** Dead-letter journals by route (routes with deadLetter.enabled). */
+  readonly journals?: ReadonlyMap<string, { stats(): { entries: number; pending: number; evicted: number } }>;
   readonly breakers: ReadonlyMap<string, { value: OpsBreaker }>;
   readonly loaded: { path: string; hash: string; loadedAt: Date };
   readonly config: { flapping: { interval: number; high: number; low: number; damp: boolean; dampFactor: number } };
@@ -233,6 +235,7 @@ export class Operations {
               }
             : null,
           sparkline: w.sparkline(),
+          deadLetters: deadLetterStats(rt.journals?.get(r.name)),
         };
       }),
     };
@@ -250,4 +253,11 @@ function routeLevel(r: OpsRoute): { level: HealthLevel; ratio: number; requests:
 export function parseSeverity(v: string | null): Severity | undefined {
   if (v === null || v === '') return 'info';
   return (SEVERITIES as readonly string[]).includes(v) ? (v as Severity) : undefined;
+}
+
+/** A route's dead-letter count for /stats and the status page; null when it does not record. */
+function deadLetterStats(j: { stats(): { entries: number; pending: number; evicted: number } } | undefined): { entries: number; pending: number; evicted: number } | null {
+  if (j === undefined) return null;
+  const { entries, pending, evicted } = j.stats();
+  return { entries, pending, evicted };
 }

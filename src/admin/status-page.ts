@@ -178,6 +178,7 @@ const JS = `
     var tr = el('tr'); tr.dataset.route = r.name;
     var cells = COLS.map(function (c) { var td = el('td'); td.dataset.label = c; tr.appendChild(td); return td; });
     cells[0].appendChild(el('strong', '', r.name));
+    var dl = el('span', 'sub'); cells[0].appendChild(dl);
     var health = el('span'); cells[1].appendChild(health);
     var state = el('span'); var stateSub = el('span', 'sub'); cells[10].appendChild(state); cells[10].appendChild(stateSub);
     var flap = el('span'); cells[11].appendChild(flap);
@@ -187,7 +188,7 @@ const JS = `
     var iso = el('button', '', 'Isolate'); iso.type = 'button';
     var rst = el('button', '', 'Reset'); rst.type = 'button';
     cells[13].appendChild(iso); cells[13].appendChild(rst);
-    x = { tr: tr, c: cells, health: health, state: state, stateSub: stateSub, flap: flap, svg: svg, iso: iso, rst: rst, breaker: null };
+    x = { dl: dl, tr: tr, c: cells, health: health, state: state, stateSub: stateSub, flap: flap, svg: svg, iso: iso, rst: rst, breaker: null };
     iso.addEventListener('click', function () { if (x.breaker) act(x.breaker, 'isolate', iso); });
     rst.addEventListener('click', function () { if (x.breaker) act(x.breaker, 'reset', rst); });
     rows.set(r.name, x);
@@ -228,6 +229,7 @@ const JS = `
         else { x.flap.className = 'noflap'; x.flap.textContent = 'stable'; }
       } else { x.state.className = ''; x.state.textContent = 'no breaker'; x.stateSub.textContent = ''; x.flap.textContent = '–'; }
       spark(x.svg, r.sparkline);
+      x.dl.textContent = r.deadLetters ? ' dead letters: ' + r.deadLetters.entries + (r.deadLetters.evicted ? ' (' + r.deadLetters.evicted + ' evicted)' : '') : '';
     });
     rows.forEach(function (x, name) { if (!seen.has(name)) { x.tr.remove(); rows.delete(name); } });
   }

@@ -285,6 +285,17 @@ describe('DELETE /dead-letters', () => {
 });
 
 describe('eviction', () => {
+  it('shows each recording route\'s dead-letter count in /stats (the status page\'s data), null for others', async () => {
+    const s = await setup();
+    await notSent(s, 'orders', 2);
+    const stats = (await call(s.p.adminUrl, '/stats', { headers: s.auth })).body as { routes: Array<{ name: string; deadLetters: unknown }> };
+    const byName = new Map(stats.routes.map((r) => [r.name, r.deadLetters]));
+    expect(byName.get('orders')).toMatchObject({ entries: 2, evicted: 0 });
+    expect(byName.get('billing')).toMatchObject({ entries: 0 });
+    const page = await req(s.p.adminUrl, { path: '/' });
+    expect(page.body).toContain('dead letters: ');
+  });
+
   it('raises a critical dead_letters_evicted event on the admin port, counts and logs each eviction (maxEntries and maxBytes)', async () => {
     // orders keeps 2 entries; billing 1KiB of records (each about 500 bytes: a 300-byte body).
     const s = await setup({ orders: { maxEntries: 2 } });
