@@ -26,7 +26,7 @@ export default tseslint.config(
   ...layer('src/exchange/**', ['proxy', 'admin', 'policies', 'runtime', 'app'], 'the shared per-exchange types sit below every other layer'),
   ...layer('src/policies/**', ['proxy', 'admin', 'runtime', 'app'], 'policies see an exchange through src/exchange only, never a transport or the admin side'),
   ...layer('src/config/**', ['proxy', 'admin', 'policies', 'exchange', 'runtime', 'app'], 'config is pure data plus validation'),
-  ...layer('src/deadletter/**', ['proxy', 'admin', 'policies', 'exchange', 'runtime', 'app'], 'the journal is storage: it knows the config and nothing of the request path'),
+  ...layer('src/deadletter/**', ['proxy', 'admin', 'policies', 'runtime', 'app'], 'the journal is storage: it knows the config and the entry shape (exchange/), nothing of the request path'),
   ...layer('src/admin/**', ['proxy', 'runtime', 'app'], 'admin reads a state registry (admin/registry.ts), not proxy internals'),
   {
     files: ['test/**/*.ts', 'bench/**'],

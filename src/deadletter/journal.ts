@@ -19,34 +19,10 @@ import { close, constants as fsc, fdatasync, fsyncSync, ftruncateSync, openSync,
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { DeadLetterOn } from '../config/schema.js';
 import type { EffectiveRoute } from '../config/load.js';
 
-export type Delivery = 'not-sent' | 'unknown';
-
-export interface DeadLetterEntry {
-  id: string;
-  /** ISO 8601. */
-  time: string;
-  route: string;
-  method: string;
-  /** The request target as the client sent it: path with query. */
-  path: string;
-  /** Name/value pairs as received, without the redacted headers. */
-  headers: Array<[string, string]>;
-  /** The body as base64, when kept. */
-  body: string;
-  bodyKept: boolean;
-  /** The body's length in bytes, when known (-1 when it was streamed). */
-  bodyBytes: number;
-  /** The error code of the failure (OUTRIGGER_TIMEOUT, ...). */
-  code: string;
-  reason: DeadLetterOn;
-  idempotencyKey: string | null;
-  delivery: Delivery;
-  replayed: { at: string; status: number } | null;
-  attempts: Array<{ at: string; status: number; error: string | null }>;
-}
+export type { DeadLetterEntry, Delivery } from '../exchange/dead-letter-entry.js';
+import type { DeadLetterEntry } from '../exchange/dead-letter-entry.js';
 
 /** An entry in a list: no body, and whether its record is on disk for sure. */
 export type DeadLetterSummary = Omit<DeadLetterEntry, 'body'> & { acknowledged: boolean };

@@ -4,6 +4,7 @@
 // with a fallback is recorded too; the client's answer is unchanged, plus
 // `x-outrigger-dead-letter: <id>` (http.ts and StaticReply read `ex.deadLetterId`).
 // Recording is memory work only; the journal writes in the background.
+import type { DeadLetterEntry } from '../exchange/dead-letter-entry.js';
 import type { EffectiveRoute } from '../config/load.js';
 import type { DeadLetterOn } from '../config/schema.js';
 import { ProxyError, type ErrorCode } from '../errors.js';
@@ -20,24 +21,8 @@ const REASON_OF: Partial<Record<ErrorCode, DeadLetterOn>> = {
 /** Headers never kept in an entry. */
 export const ALWAYS_REDACTED = ['authorization', 'cookie', 'proxy-authorization'] as const;
 
-/** What the layer hands over; the journal (deadletter/) assigns nothing but stores it. */
-export interface DeadLetterRecord {
-  id: string;
-  time: string;
-  route: string;
-  method: string;
-  path: string;
-  headers: Array<[string, string]>;
-  body: string;
-  bodyKept: boolean;
-  bodyBytes: number;
-  code: string;
-  reason: DeadLetterOn;
-  idempotencyKey: string | null;
-  delivery: 'not-sent' | 'unknown';
-  replayed: null;
-  attempts: [];
-}
+/** What the layer hands over: a new entry, never replayed or retried yet; the journal stores it as is. */
+export type DeadLetterRecord = Omit<DeadLetterEntry, 'replayed' | 'attempts'> & { replayed: null; attempts: [] };
 
 /** Where entries go: the route's journal, and its counters. */
 export interface DeadLetterSink {

@@ -83,13 +83,8 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
     return new Promise<Reply>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
-      let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
-      // A probe that never ends would hold the breaker half-open, refusing everything, forever.
-      if (this.probe && cfg.breaker.probeTimeout < ms) {
-        ms = cfg.breaker.probeTimeout;
-        kind = 'per_try';
-        this.probeLimited = true;
-      }
+      const { ms, kind, probeLimited } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout, this.probe ? cfg.breaker.probeTimeout : Infinity);
+      this.probeLimited = probeLimited;
       this.timeoutKind = kind;
       if (ms <= 0) {
         this.fail(new AttemptError('timeout', undefined, 'total'));

@@ -81,6 +81,14 @@ export class AnswerReply implements Reply {
   }
 }
 
+/** outrigger_upstream_attempts_total for a handshake attempt: a 101 is a success. */
+export function countHandshake(ex: Exchange, r: Reply | null, err: Error | null): void {
+  if (err instanceof AttemptError) {
+    const outcome = attemptOutcomeOfFailure(err.kind);
+    if (outcome !== null) ex.route.metrics.attempt(outcome);
+  } else if (r !== null) ex.route.metrics.attempt(r.status === 101 ? 'success' : r.status >= 500 ? 'http_5xx' : 'http_4xx');
+}
+
 /** The upstream's 101 for the protocol asked: the raw socket, not yet piped. */
 class SwitchedReply implements Reply {
   readonly status = 101;
@@ -133,10 +141,7 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
       settled = true;
       if (timer !== null) clearTimeout(timer);
       if (ex.cancel === cancel) ex.cancel = null;
-      if (err instanceof AttemptError) {
-        const outcome = attemptOutcomeOfFailure(err.kind);
-        if (outcome !== null) route.metrics.attempt(outcome);
-      } else if (r !== null) route.metrics.attempt(r.status === 101 ? 'success' : r.status >= 500 ? 'http_5xx' : 'http_4xx');
+      countHandshake(ex, r, err);
       if (err !== null) reject(err);
       else resolve(r as Reply);
     };
@@ -146,13 +151,7 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
       settle(null, err);
     };
     if (endpoint === undefined) return settle(null, new AttemptError('connect-failure'));
-    let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
-    let probeLimited = false;
-    if (probe && cfg.breaker.probeTimeout < ms) {
-      ms = cfg.breaker.probeTimeout;
-      kind = 'per_try';
-      probeLimited = true;
-    }
+    const { ms, kind, probeLimited } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout, probe ? cfg.breaker.probeTimeout : Infinity);
     if (ms <= 0) return settle(null, new AttemptError('timeout', undefined, 'total'));
     const headers = upgradeRequestHeaders(
       ex.req.rawHeaders,

@@ -15,11 +15,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type * as WsNamespace from 'ws';
 import type { WebSocket, WebSocketServer, RawData } from 'ws';
-import { AttemptError, InvalidUpgradeError, attemptOutcomeOfFailure, classifyError, type FailureKind } from '../exchange/outcome.js';
+import { AttemptError, InvalidUpgradeError, classifyError, type FailureKind } from '../exchange/outcome.js';
 import { attemptBudget } from '../policies/timeout.js';
 import type { CompiledRoute, Exchange, Reply } from './exchange.js';
 import { upgradeRequestHeaders } from './headers.js';
-import { AnswerReply } from './tunnel.js';
+import { AnswerReply, countHandshake } from './tunnel.js';
 
 export const UPGRADE_OUTCOMES = ['accepted', 'rejected_breaker', 'rejected_overload', 'upstream_refused', 'handshake_timeout', 'upstream_error'] as const;
 export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
@@ -213,21 +213,12 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
       settled = true;
       if (timer !== null) clearTimeout(timer);
       if (cancel !== null && ex.cancel === cancel) ex.cancel = null;
-      if (err instanceof AttemptError) {
-        const outcome = attemptOutcomeOfFailure(err.kind);
-        if (outcome !== null) route.metrics.attempt(outcome);
-      } else if (r !== null) route.metrics.attempt(r.status === 101 ? 'success' : r.status >= 500 ? 'http_5xx' : 'http_4xx');
+      countHandshake(ex, r, err);
       if (err !== null) reject(err);
       else resolve(r as Reply);
     };
     if (endpoint === undefined) return settle(null, new AttemptError('connect-failure'));
-    let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
-    let probeLimited = false;
-    if (probe && cfg.breaker.probeTimeout < ms) {
-      ms = cfg.breaker.probeTimeout;
-      kind = 'per_try';
-      probeLimited = true;
-    }
+    const { ms, kind, probeLimited } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout, probe ? cfg.breaker.probeTimeout : Infinity);
     if (ms <= 0) return settle(null, new AttemptError('timeout', undefined, 'total'));
     const req = ex.req;
     const headers = upgradeRequestHeaders(

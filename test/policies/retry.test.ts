@@ -115,11 +115,19 @@ describe('outcome classification', () => {
 
 describe('attemptBudget', () => {
   it('gives each attempt min(perTryTimeout, time left)', () => {
-    expect(attemptBudget(1000, 0)).toEqual({ ms: 1000, kind: 'total' });
-    expect(attemptBudget(1000, 300)).toEqual({ ms: 300, kind: 'per_try' });
-    expect(attemptBudget(200, 300)).toEqual({ ms: 200, kind: 'total' });
-    expect(attemptBudget(Infinity, 300)).toEqual({ ms: 300, kind: 'per_try' });
-    expect(attemptBudget(Infinity, 0)).toEqual({ ms: Infinity, kind: 'total' });
+    expect(attemptBudget(1000, 0)).toEqual({ ms: 1000, kind: 'total', probeLimited: false });
+    expect(attemptBudget(1000, 300)).toEqual({ ms: 300, kind: 'per_try', probeLimited: false });
+    expect(attemptBudget(200, 300)).toEqual({ ms: 200, kind: 'total', probeLimited: false });
+    expect(attemptBudget(Infinity, 300)).toEqual({ ms: 300, kind: 'per_try', probeLimited: false });
+    expect(attemptBudget(Infinity, 0)).toEqual({ ms: Infinity, kind: 'total', probeLimited: false });
     expect(attemptBudget(-5, 300).ms).toBeLessThanOrEqual(0);
+  });
+
+  it('bounds a half-open probe by probeTimeout when that is the smallest limit', () => {
+    expect(attemptBudget(Infinity, 0, 5000)).toEqual({ ms: 5000, kind: 'per_try', probeLimited: true });
+    expect(attemptBudget(10_000, 8000, 5000)).toEqual({ ms: 5000, kind: 'per_try', probeLimited: true });
+    expect(attemptBudget(10_000, 3000, 5000)).toEqual({ ms: 3000, kind: 'per_try', probeLimited: false });
+    expect(attemptBudget(2000, 0, 5000)).toEqual({ ms: 2000, kind: 'total', probeLimited: false });
+    expect(attemptBudget(5000, 0, 5000)).toEqual({ ms: 5000, kind: 'total', probeLimited: false });
   });
 });
