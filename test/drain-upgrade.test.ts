@@ -3,20 +3,14 @@
 // counts as in flight and is cut at drain.timeout, with the exit within drain.timeout + 1 s;
 // during the drain new upgrades get 503 OUTRIGGER_DRAINING with connection: close, and
 // established WebSockets (and one whose handshake completes during the drain) get 1001.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ok, startUpstream } from './helpers/upstream.js';
 import { startWsUpstream, type WsUpstream } from './helpers/ws-upstream.js';
 import { RawClient, newKey, startRawUpstream, wsHandshake } from './helpers/raw-upstream.js';
 import { waitFor } from './helpers/wait.js';
+import { requireMain, startCli as spawnCli, type Cli } from './helpers/cli.js';
 
-const MAIN_JS = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 // Slack on top of the README's bounds, for a loaded 2-core machine.
 const SLACK_MS = 3000;
 
@@ -25,81 +19,10 @@ afterEach(async () => {
   while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void> | void)();
 });
 
-beforeAll(() => {
-  if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
-});
-
-interface Cli {
-  child: ChildProcess;
-  url: string;
-  adminUrl: string;
-  port: number;
-  logs: Array<Record<string, unknown>>;
-  output(): string;
-  exited: Promise<number | string>;
-  exitCode(): number | string | undefined;
-}
+beforeAll(requireMain);
 
 /** Spawns the CLI on a config with ephemeral loopback ports and waits for its "listening" line. */
-async function startCli(cfg: Record<string, unknown>): Promise<Cli> {
-  const dir = mkdtempSync(join(tmpdir(), 'outrigger-drain-upgrade-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const configPath = join(dir, 'outrigger.yaml');
-  writeFileSync(configPath, stringify({ listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, metrics: { listen: '127.0.0.1:0' }, ...cfg }));
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.OUTRIGGER_LOG_LEVEL;
-  delete env.OUTRIGGER_ADMIN_TOKEN;
-  delete env.OUTRIGGER_CONFIG;
-  const child = spawn(process.execPath, [MAIN_JS, '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let code: number | string | undefined;
-  const exited = new Promise<number | string>((resolve) => {
-    child.once('exit', (c, sig) => {
-      code = c ?? sig ?? 'unknown';
-      resolve(code);
-    });
-  });
-  cleanups.push(async () => {
-    if (code !== undefined) return;
-    child.kill('SIGKILL');
-    await exited;
-  });
-  let out = '';
-  let partial = '';
-  const logs: Array<Record<string, unknown>> = [];
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-    partial += c.toString();
-    const lines = partial.split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const listening = await waitFor(
-    () => {
-      if (code !== undefined) throw new Error(`the proxy exited (${String(code)}) before listening:\n${out}`);
-      return logs.find((l) => l.msg === 'outrigger listening');
-    },
-    { timeout: 20_000, interval: 20, what: 'the "outrigger listening" line' },
-  );
-  const port = Number(String(listening.listen).split(':').pop());
-  const adminPort = Number(String(listening.admin).split(':').pop());
-  return {
-    child,
-    url: `http://127.0.0.1:${port}`,
-    adminUrl: `http://127.0.0.1:${adminPort}`,
-    port,
-    logs,
-    output: () => out,
-    exited,
-    exitCode: () => code,
-  };
-}
+const startCli = (cfg: Record<string, unknown>): Promise<Cli> => spawnCli(cfg, cleanups);
 
 async function readyz(adminUrl: string): Promise<number> {
   try {
