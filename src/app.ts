@@ -84,7 +84,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   metrics.events.logTo((level, fields, msg) => log[level](fields, msg));
 
   let watcher: ConfigWatcher | null = null;
-  const watch = (pollInterval: number, hash: string) => new ConfigWatcher(opts.configPath, pollInterval, () => void admin.reload(), log, hash);
+  const reloadInBackground = (): void => {
+    admin.reload().catch((err: unknown) => log.error({ err, event: 'config_reload_failed', severity: 'error' }, 'config reload failed unexpectedly; still serving the previous config'));
+  };
+  const watch = (pollInterval: number, hash: string) => new ConfigWatcher(opts.configPath, pollInterval, reloadInBackground, log, hash);
   let reloading: Promise<string[]> | null = null;
   const admin: AdminState = {
     proxy: state,
@@ -131,7 +134,20 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       watcher.close();
       watcher = watch(next.config.reload.pollInterval, next.hash);
     }
-    const rt = Runtime.build(next, metrics, log, prev);
+    let rt: Runtime;
+    try {
+      rt = Runtime.build(next, metrics, log, prev);
+    } catch (err) {
+      // A valid config the machine cannot run (a dead-letter journal that cannot be opened,
+      // say): refused like an invalid one, and the previous config keeps serving.
+      const problems = [`the config is valid but cannot be applied: ${err instanceof Error ? err.message : String(err)}`];
+      admin.lastReloadError = { at: new Date().toISOString(), problems };
+      metrics.reloads.labels('failure').inc();
+      metrics.configLoaded(false);
+      log.error({ err, path: opts.configPath, problems, event: 'config_reload_failed', severity: 'error' }, 'config reload rejected; still serving the previous config');
+      ops.reloaded(problems);
+      return problems;
+    }
     state.runtime = rt;
     metrics.events.configure(next.config.events);
     ops.start();

@@ -149,7 +149,9 @@ async function run(args: string[]): Promise<void> {
   process.off('SIGHUP', early);
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => void app.reload());
+  process.on('SIGHUP', () => {
+    app.reload().catch((err: unknown) => process.stderr.write(`outrigger: reload failed: ${err instanceof Error ? err.message : String(err)}\n`));
+  });
   if (earlyStop !== null) onStop(earlyStop);
   // Started by npm (npm sets npm_lifecycle_event for every script it runs): if the parent,
   // npm or a `sh -c` between it and us, dies without passing a signal on (`kill -9` of npm,

@@ -4,7 +4,7 @@
 // GET /config shows; compile.ts turns it into the runtime objects.
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, defaultsSchema, policyLayerSchema, type Defaults, type FallbackConfig, type PresetConfig, type RawConfig, type RawRoute, type UpstreamConfig } from './schema.js';
@@ -310,7 +310,7 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
     };
     checkPolicies(at, route.timeout, route.retry, route.breaker.halfOpenAfter, problems, from);
     route.deadLetter.dir = resolve(baseDir, route.deadLetter.dir);
-    if (route.deadLetter.enabled) checkDeadLetter(at, route.deadLetter, problems, from);
+    if (route.deadLetter.enabled) checkDeadLetter(at, route.name, route.deadLetter, problems, from);
     if (route.health.errorRatio.warning > route.health.errorRatio.critical) {
       problems.push(
         `${at}.health.errorRatio: warning (${route.health.errorRatio.warning})${from('health.errorRatio.warning')} is above critical (${route.health.errorRatio.critical})${from('health.errorRatio.critical')}`,
@@ -366,7 +366,12 @@ function checkPolicies(at: string, timeout: number, retry: Defaults['retry'], ha
  * the reload rather than the first dead letter. Nothing is created here: not the directory,
  * not the journal (the runtime opens that when it starts).
  */
-function checkDeadLetter(at: string, dl: Defaults['deadLetter'], problems: string[], from: (path: string) => string): void {
+/** Where a route's dead-letter journal lives (deadletter/journal.ts opens it; check looks at it). */
+export function deadLetterJournalPath(dir: string, route: string): string {
+  return join(dir, `${route}.deadletters.ndjson`);
+}
+
+function checkDeadLetter(at: string, routeName: string, dl: Defaults['deadLetter'], problems: string[], from: (path: string) => string): void {
   try {
     if (!statSync(dl.dir).isDirectory()) {
       problems.push(`${at}.deadLetter.dir: ${JSON.stringify(dl.dir)}${from('deadLetter.dir')} is not a directory`);
@@ -375,6 +380,16 @@ function checkDeadLetter(at: string, dl: Defaults['deadLetter'], problems: strin
     accessSync(dl.dir, fsConstants.W_OK | fsConstants.X_OK);
   } catch (err) {
     problems.push(`${at}.deadLetter.dir: ${JSON.stringify(dl.dir)}${from('deadLetter.dir')} is not a writable directory: ${(err as Error).message}`);
+    return;
+  }
+  // An existing journal must be one the proxy can open: a regular file it may read and write.
+  const file = deadLetterJournalPath(dl.dir, routeName);
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) problems.push(`${at}.deadLetter.dir: the journal ${JSON.stringify(file)} exists but is not a regular file`);
+    else accessSync(file, fsConstants.R_OK | fsConstants.W_OK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`${at}.deadLetter.dir: the journal ${JSON.stringify(file)} cannot be opened for reading and writing: ${(err as Error).message}`);
   }
   if (dl.maxBodyBytes > dl.maxBytes) problems.push(`${at}.deadLetter.maxBodyBytes: ${dl.maxBodyBytes} is above maxBytes (${dl.maxBytes})`);
 }

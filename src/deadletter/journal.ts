@@ -15,9 +15,9 @@
 //   journal and fsyncs the directory: a crash leaves either the old file or the new one.
 //
 // The live entries are also held in memory (bounded by maxBytes), so reads never touch the disk.
+import { deadLetterJournalPath } from '../config/load.js';
 import { close, constants as fsc, fdatasync, fsyncSync, ftruncateSync, openSync, readFileSync, write } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { EffectiveRoute } from '../config/load.js';
 
@@ -82,7 +82,7 @@ function decode(line: string): Record<string, unknown> | null {
 }
 
 export function journalFile(dir: string, route: string): string {
-  return join(dir, `${route}.deadletters.ndjson`);
+  return deadLetterJournalPath(dir, route);
 }
 
 export class Journal {
