@@ -117,6 +117,8 @@ class OpenedReply implements Reply {
   constructor(
     readonly upstream: WebSocket,
     readonly headers: IncomingMessage['headers'],
+    /** The subprotocol the upstream chose; '' when it chose none. */
+    private readonly protocol: string,
   ) {
     // Frames can come in the same read as the 101 (greeting protocols: engine.io, graphql-ws,
     // STOMP). ws emits them on the next tick, before any promise continuation: catch them now.
@@ -142,7 +144,7 @@ class OpenedReply implements Reply {
     const extra = [`x-outrigger-attempts: ${ex.attempts}`];
     const cookies = this.headers['set-cookie'];
     if (cookies !== undefined) for (const c of cookies) extra.push(`set-cookie: ${c}`);
-    pending.set(ex.req, { protocol: this.upstream.protocol, extra });
+    pending.set(ex.req, { protocol: this.protocol, extra });
     const deflate = this.upstream.extensions.includes('permessage-deflate');
     let accepted = false;
     client.once('close', () => {
@@ -251,9 +253,18 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
       }, ms);
     }
     let upstreamHeaders: IncomingMessage['headers'] = {};
+    let chosenNone = false;
     upstream.once('upgrade', (r: IncomingMessage) => {
       answered = true;
       upstreamHeaders = r.headers;
+      // RFC 6455 4.2.2 lets a server choose none of the subprotocols offered; ws's client
+      // would refuse that 101 ("Server sent no subprotocol"), which this proxy must relay.
+      // ws runs its check right after this event: it is shown an offered one, and the
+      // client leg is told the truth (no subprotocol).
+      if (protocols.length > 0 && r.headers['sec-websocket-protocol'] === undefined) {
+        chosenNone = true;
+        r.headers['sec-websocket-protocol'] = protocols[0];
+      }
     });
     upstream.once('unexpected-response', (clientReq, r: IncomingMessage) => {
       answered = true;
@@ -274,7 +285,7 @@ export function wsAttempt(ex: Exchange, endpointIndex: number, probe: boolean): 
     });
     upstream.once('open', () => {
       if (settled) return upstream.terminate();
-      settle(new OpenedReply(upstream, upstreamHeaders), null);
+      settle(new OpenedReply(upstream, upstreamHeaders, chosenNone ? '' : upstream.protocol), null);
     });
     upstream.on('error', (err: Error) => {
       if (settled) return;

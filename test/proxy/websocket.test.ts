@@ -66,6 +66,19 @@ describe('websocket', () => {
     expect(await metricValue(px.metricsUrl, 'outrigger_websocket_upgrades_total', { route: 'r1', outcome: 'accepted' })).toBe(1);
   });
 
+  it('relays a 101 in which the upstream chose none of the offered subprotocols (RFC 6455 4.2.2)', async () => {
+    up = await startWsUpstream({ protocols: [] });
+    px = await startProxy(oneRoute(up.url));
+    // The header is set by hand: ws's own client would refuse a 101 without one it offered.
+    const ws = await open(wsUrl(px.url), [], { headers: { 'Sec-WebSocket-Protocol': 'chat' } });
+    expect(ws.protocol).toBe('');
+    expect(up.requests[0]?.headers['sec-websocket-protocol']).toBe('chat');
+    ws.send('still works');
+    expect(await nextMessage(ws)).toBe('still works');
+    ws.terminate();
+    expect(await metricValue(px.metricsUrl, 'outrigger_websocket_upgrades_total', { route: 'r1', outcome: 'accepted' })).toBe(1);
+  });
+
   it('relays a refused upgrade as a normal response', async () => {
     up = await startWsUpstream({
       onRequest: (_req, socket) => {
