@@ -48,9 +48,25 @@ export class AnswerReply implements Reply {
     ex.status = this.status;
     res.writeHead(this.status, headers);
     let finished = false;
+    // A body that stalls must not hold the sockets, the connection slot and a drain forever:
+    // it gets the route's bodyTimeout between chunks (the handshake timeout when that is 0).
+    const cfg = ex.route.config;
+    const idle = cfg.bodyTimeout > 0 ? cfg.bodyTimeout : cfg.websocket.handshakeTimeout;
+    let stall: NodeJS.Timeout | null = null;
+    const arm = () => {
+      if (stall !== null) clearTimeout(stall);
+      stall = setTimeout(() => {
+        ex.route.metrics.timeout('body');
+        res.socket?.destroy();
+        finish();
+      }, idle);
+    };
+    answer.on('data', arm);
+    arm();
     const finish = () => {
       if (finished) return;
       finished = true;
+      if (stall !== null) clearTimeout(stall);
       answer.destroy();
       answer.socket?.destroy();
       this.closeUpstream();
@@ -163,7 +179,10 @@ export function tunnelAttempt(ex: Exchange, endpointIndex: number, probe: boolea
     headers.upgrade = String(ex.req.headers.upgrade);
     let connected = false;
     const request = endpoint.origin.startsWith('https:') ? httpsRequest : httpRequest;
-    const req = request(endpoint.origin + ex.upstreamPath, { method: ex.method, headers, agent: false });
+    // The path goes as routed: a URL string would be re-parsed with WHATWG rules, which
+    // resolve `..` and `%2e` segments and could reach another path than the route matched.
+    const origin = new URL(endpoint.origin);
+    const req = request({ protocol: origin.protocol, hostname: origin.hostname.replace(/^\[|\]$/g, ''), port: origin.port || undefined, path: ex.upstreamPath, method: ex.method, headers, agent: false });
     r = req;
     ex.cancel = cancel;
     if (ms !== Infinity) {

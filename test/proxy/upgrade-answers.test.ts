@@ -81,6 +81,9 @@ function answerByPath(r: RawRequest): void {
     case '/interim-then-101':
       s.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n');
       return void setTimeout(() => s.write(switchingHead(r, [])), 50);
+    case '/stall':
+      // An answer whose body never completes.
+      return void s.write('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc');
     case '/404':
       return void s.write('HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nX-Upstream: yes\r\nConnection: keep-alive\r\nContent-Length: 14\r\n\r\nno such socket');
     case '/426':
@@ -151,6 +154,32 @@ describe('interim answers to an upgrade are skipped, as for any request (RFC 911
     } finally {
       c.close();
     }
+  });
+});
+
+describe('a non-101 answer whose body stalls', () => {
+  it('is cut after bodyTimeout: the client and upstream sockets closed, the slot and the in-flight count freed', async () => {
+    const up = track(await startRawUpstream(answerByPath));
+    const px = track(
+      await startProxy({
+        upstreams: { up: { endpoints: [up.url] } },
+        routes: [{ name: 'ws', match: { pathPrefix: '/' }, upstream: 'up', ...ISOLATED, bodyTimeout: '300ms', websocket: { maxConnections: 1 } }],
+      }),
+    );
+    const c = await RawClient.connect(px.app.proxy.port);
+    try {
+      c.write(wsHandshake('/stall', newKey(), []));
+      const head = await c.readHead(10_000);
+      expect(head.status).toBe(403);
+      await c.waitEnded(10_000);
+    } finally {
+      c.close();
+    }
+    expect(await upstreamClosed(up, Date.now())).toBeLessThan(UPSTREAM_CLOSE_MS);
+    await waitFor(() => px.app.state.inflight === 0, { timeout: 5000, what: 'the handshake exchange to finish' });
+    // The route's one connection slot is free again.
+    const again = await send(px, wsHandshake('/404', newKey(), []));
+    expect(again.status).toBe(404);
   });
 });
 
