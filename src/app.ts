@@ -97,7 +97,10 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     reload: () => (reloading ??= doReload().finally(() => (reloading = null))),
     ops,
     metrics,
-    replayDeadLetter: (entry) => replayThroughListener(proxyAddr, entry, state.runtime.routes.find((r) => r.name === entry.route)?.config.timeout ?? 15_000),
+    replayDeadLetter: (entry) => {
+      const route = state.runtime.routes.find((r) => r.name === entry.route);
+      return replayThroughListener(proxyAddr, entry, route?.config.timeout ?? 15_000, route?.config.retry.idempotencyHeader);
+    },
   };
 
   async function doReload(): Promise<string[]> {
@@ -296,12 +299,16 @@ const REPLAY_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 
  * path a client request takes (normalization, routing, the policy stack, metrics), with
  * `Idempotency-Key: <id>` when the original had none.
  */
-function replayThroughListener(addr: AddressInfo, entry: DeadLetterEntry, routeTimeout: number): Promise<ReplayResult> {
+function replayThroughListener(addr: AddressInfo, entry: DeadLetterEntry, routeTimeout: number, idempotencyHeader = 'idempotency-key'): Promise<ReplayResult> {
   const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address;
   const body = Buffer.from(entry.body, 'base64');
   const headers: string[] = [];
   for (const [k, v] of entry.headers) if (!REPLAY_DROPPED.has(k.toLowerCase())) headers.push(k, v);
   if (entry.idempotencyKey === null) headers.push('idempotency-key', entry.id);
+  // Also under the route's own idempotency header, if it names another: the retry rules then
+  // see the replay as safe to repeat, so a replay that fails is never dead-lettered again.
+  const own = idempotencyHeader.toLowerCase();
+  if (own !== 'idempotency-key' && !entry.headers.some(([k]) => k.toLowerCase() === own)) headers.push(own, entry.idempotencyKey ?? entry.id);
   headers.push('content-length', String(body.length));
   return new Promise<ReplayResult>((resolve) => {
     const req = httpRequest({ host, port: addr.port, method: entry.method, path: entry.path, headers, agent: false, timeout: (routeTimeout || 60_000) + 5000 }, (res) => {

@@ -285,6 +285,22 @@ describe('DELETE /dead-letters', () => {
 });
 
 describe('eviction', () => {
+  it('never dead-letters a failed replay again, also with a route of its own retry.idempotencyHeader', async () => {
+    const up = use(await recordingUpstream());
+    const dir = journalDir();
+    const p = use(
+      await startProxy({
+        upstreams: { app: { endpoints: [up.url] } },
+        routes: [{ name: 'orders', match: { pathPrefix: '/' }, upstream: 'app', retry: { idempotencyHeader: 'x-idem' }, deadLetter: { enabled: true, dir, syncInterval: '10ms' } }],
+      }),
+    );
+    expect((await call(p.adminUrl, '/breakers/orders/isolate', { method: 'POST' })).status).toBe(200);
+    const r = await req(p.url, { path: '/orders', method: 'POST', body: 'x' });
+    const id = String(r.headers['x-outrigger-dead-letter']);
+    for (let i = 0; i < 3; i++) expect((await call(p.adminUrl, `/dead-letters/${id}/replay`, { method: 'POST' })).status).toBe(502);
+    expect((await call(p.adminUrl, '/dead-letters')).body.total).toBe(1);
+  });
+
   it('shows each recording route\'s dead-letter count in /stats (the status page\'s data), null for others', async () => {
     const s = await setup();
     await notSent(s, 'orders', 2);
