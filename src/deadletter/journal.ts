@@ -96,6 +96,8 @@ export class Journal {
   private seq = 0;
   /** Highest seq whose record has been written / fsync'd. */
   private written = 0;
+  /** Records whose write failed: never acknowledged, though later ones are. */
+  private readonly failed = new Set<number>();
   private acked = 0;
   private readonly queue: Task[] = [];
   private writing = false;
@@ -172,14 +174,14 @@ export class Journal {
 
   get(id: string): (DeadLetterEntry & { acknowledged: boolean }) | undefined {
     const l = this.live.get(id);
-    return l === undefined ? undefined : { ...l.entry, acknowledged: l.seq <= this.acked };
+    return l === undefined ? undefined : { ...l.entry, acknowledged: this.isAcked(l.seq) };
   }
 
   /** Entries oldest first, without bodies. */
   *summaries(): Generator<DeadLetterSummary> {
     for (const l of this.live.values()) {
       const { body: _b, ...rest } = l.entry;
-      yield { ...rest, acknowledged: l.seq <= this.acked };
+      yield { ...rest, acknowledged: this.isAcked(l.seq) };
     }
   }
 
@@ -376,10 +378,12 @@ export class Journal {
       );
       return;
     }
-    write(this.fd, task.line, 0, task.line.length, null, (err) => {
+    writeAll(this.fd, task.line, (err) => {
       this.queuedBytes -= task.line.length;
-      if (err) this.hooks.error(err, 'appending to the journal');
-      else {
+      if (err) {
+        this.failed.add(task.seq);
+        this.hooks.error(err, 'appending to the journal');
+      } else {
         this.fileBytes += task.line.length;
         this.written = task.seq;
         this.hooks.bytes(this.fileBytes);
@@ -405,6 +409,10 @@ export class Journal {
       this.syncTimer = null;
       this.sync().catch((err: unknown) => this.hooks.error(err, 'fsync of the journal'));
     }, this.settings.syncInterval);
+  }
+
+  private isAcked(seq: number): boolean {
+    return seq <= this.acked && !this.failed.has(seq);
   }
 
   /** fdatasync; acknowledges every record written before it started. */
@@ -458,7 +466,13 @@ export class Journal {
       await out.close();
     }
     await new Promise<void>((resolve) => close(this.fd, () => resolve()));
-    await fsp.rename(tmp, this.file);
+    try {
+      await fsp.rename(tmp, this.file);
+    } catch (err) {
+      // The old journal is still in place: write on to it, never to a closed descriptor.
+      this.fd = openSync(this.file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
+      throw err;
+    }
     try {
       const d = await fsp.open(this.settings.dir, 'r');
       try {
@@ -472,7 +486,18 @@ export class Journal {
     this.fd = openSync(this.file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
     this.fileBytes = data.length;
     this.written = this.acked = seq;
+    // The compacted file holds every live entry, those whose append had failed included.
+    this.failed.clear();
     this.compactions++;
     this.hooks.bytes(this.fileBytes);
   }
+}
+
+/** Writes all of `buf` at the file's end, through short writes; one callback. */
+function writeAll(fd: number, buf: Buffer, cb: (err: Error | null) => void, offset = 0): void {
+  write(fd, buf, offset, buf.length - offset, null, (err, n) => {
+    if (err) return cb(err);
+    if (offset + n < buf.length) return writeAll(fd, buf, cb, offset + n);
+    cb(null);
+  });
 }
