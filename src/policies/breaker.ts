@@ -193,8 +193,9 @@ export class Breaker {
   }
 
   /**
-   * Runs one attempt through the breaker. `fn` learns whether it is the half-open probe,
-   * whose outcome must be recorded even if the client leaves.
+   * Runs one attempt through the breaker. `fn` learns whether it is the half-open probe
+   * (bounded by probeTimeout); a probe that ends without an upstream verdict leaves the
+   * breaker half-open (NoVerdict above).
    */
   execute<T extends { status: number }>(fn: (probe: boolean) => Promise<T>): Promise<T> {
     const p = this.policy;

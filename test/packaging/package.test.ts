@@ -25,7 +25,7 @@ describe('package.json', () => {
   });
 
   it('requires the Node major that CI tests and the image ships', () => {
-    expect(pkg.engines.node).toBe('>=24');
+    expect(pkg.engines.node).toBe('>=24.9');
     expect(process.versions.node.split('.')[0]).toBe('24');
   });
 
