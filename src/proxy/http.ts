@@ -60,8 +60,10 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     }
     const len = cl === undefined ? -1 : Number(cl);
     const cfg = route.config;
-    // Buffered so a retry can send it again, or so a dead letter can keep it.
-    const buffered = !chunked && len > 0 && ((len <= cfg.retry.bufferBody && cfg.retry.attempts > 0) || (cfg.deadLetter.enabled && len <= cfg.deadLetter.maxBodyBytes));
+    // Buffered so a retry can send it again, or so a dead letter can keep it (only a request
+    // the retry rules would not repeat can become one).
+    const mayDeadLetter = cfg.deadLetter.enabled && len <= cfg.deadLetter.maxBodyBytes && !cfg.retry.methods.includes(method) && req.headers[cfg.retry.idempotencyHeader] === undefined;
+    const buffered = !chunked && len > 0 && ((len <= cfg.retry.bufferBody && cfg.retry.attempts > 0) || mayDeadLetter);
     watchUpload(state, ex, !buffered);
     if (buffered) {
       const chunks: Buffer[] = [];
