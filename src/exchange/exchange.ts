@@ -163,7 +163,8 @@ export class Exchange<R extends RouteContext = RouteContext> {
 
   /** Read when the response is sent, so a response that starts during the drain gets it too. */
   get closeConnection(): boolean {
-    return this.server.draining;
+    // HTTP/2 has no Connection header (RFC 9113 8.2.2): a draining session gets a GOAWAY instead.
+    return this.server.draining && this.req.httpVersionMajor !== 2;
   }
 
   /** Milliseconds left before the deadline; Infinity without one. */

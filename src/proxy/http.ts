@@ -10,6 +10,8 @@ import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
 import { AttemptError } from '../exchange/outcome.js';
+import type { Http2ServerRequest } from 'node:http2';
+import { isHttp2 } from './listener.js';
 
 /** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
 export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';
@@ -26,6 +28,12 @@ export interface ProxyState {
 export function createProxyHandler(state: ProxyState): (req: IncomingMessage, res: ServerResponse) => void {
   return function handle(req, res) {
     const rt = state.runtime;
+    const h2 = isHttp2(req);
+    // `:authority` plays the role of Host (RFC 9113 8.3.1); a request with both keeps Host.
+    if (h2 && req.headers.host === undefined) {
+      const authority = req.headers[':authority'];
+      if (typeof authority === 'string') req.headers.host = authority;
+    }
     const method = req.method ?? 'GET';
     const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
     if (method === 'CONNECT') {
@@ -53,7 +61,8 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     res.once('close', () => finish(state, ex));
 
     const cl = req.headers['content-length'];
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    // HTTP/2 frames the body itself: a stream not ended with its HEADERS has one, length or not.
+    const chunked = req.headers['transfer-encoding'] !== undefined || (h2 && cl === undefined && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders);
     if (!chunked && (cl === undefined || cl === '0')) {
       req.resume();
       return run(state, ex);
@@ -163,7 +172,7 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   ex.errorCode = pe.code;
   const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId);
   // After a 408 the rest of the body is still on the wire: the connection cannot be reused.
-  if (ex.closeConnection || pe.code === 'OUTRIGGER_REQUEST_TIMEOUT') r.headers.push('connection', 'close');
+  if (ex.closeConnection || (pe.code === 'OUTRIGGER_REQUEST_TIMEOUT' && !isHttp2(ex.req))) r.headers.push('connection', 'close');
   if (ex.deadLetterId !== null) r.headers.push('x-outrigger-dead-letter', ex.deadLetterId);
   // Already answered (a 408 while the stack was still unwinding): nothing more to send.
   if (ex.res.writableEnded) return;
@@ -204,6 +213,7 @@ export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writab
         route: ex.route.name,
         method: ex.method,
         path: ex.path,
+        protocol: isHttp2(ex.req) ? 'h2c' : 'http/1.1',
         upgrade: ex.upgrade?.token,
         status: code,
         attempts: ex.attempts,
@@ -226,7 +236,7 @@ export function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage,
   const r = errorResponse(err, null, 0, requestId);
   // A refused target (a limit, a smuggling-shaped request) closes the connection: what
   // follows on it cannot be trusted to be framed as the client meant.
-  if (state.draining || close) r.headers.push('connection', 'close');
+  if ((state.draining || close) && !isHttp2(req)) r.headers.push('connection', 'close');
   req.resume();
   res.writeHead(r.status, r.headers);
   res.end(method === 'HEAD' ? undefined : r.body);
@@ -234,7 +244,7 @@ export function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage,
   m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
   if (rt.sampleAccess()) {
-    state.log.info({ access: true, route: null, method, path: pathOf(req.url), status: r.status, attempts: 0, error: err.code, requestId });
+    state.log.info({ access: true, route: null, method, path: pathOf(req.url), protocol: isHttp2(req) ? 'h2c' : 'http/1.1', status: r.status, attempts: 0, error: err.code, requestId });
   }
 }
 
@@ -253,7 +263,7 @@ function firstValue(v: string | string[] | undefined): string | undefined {
 function optionsStar(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, requestId: string): void {
   req.resume();
   const headers = ['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE', 'content-length', '0', 'x-request-id', requestId];
-  if (state.draining) headers.push('connection', 'close');
+  if (state.draining && !isHttp2(req)) headers.push('connection', 'close');
   res.writeHead(200, headers);
   res.end();
   m.request('OPTIONS', 200);
