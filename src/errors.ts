@@ -133,3 +133,35 @@ export function errorResponse(err: ProxyError, route: string | null, attempts: n
   if (err.code === 'OUTRIGGER_METHOD_NOT_ALLOWED') headers.push('allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE');
   return { status: err.status, headers, body, trailersOnly: false };
 }
+
+/** What writeErrorResponse needs of a response (node:http's and node:http2's compat one both fit). */
+interface ResponseSink {
+  statusCode: number;
+  setHeader(name: string, value: string | string[]): unknown;
+  writeHead(status: number, headers: string[]): unknown;
+  end(body?: Buffer): unknown;
+}
+
+/**
+ * Writes a made response. A trailers-only one sets its fields and ends without writeHead:
+ * node:http2 then sends one HEADERS frame with END_STREAM, which is what gRPC clients read
+ * as trailers-only (a writeHead first would send an empty DATA frame to end the stream).
+ */
+export function writeErrorResponse(res: ResponseSink, r: ErrorResponse, method: string): void {
+  if (r.trailersOnly) {
+    res.statusCode = r.status;
+    const h = r.headers;
+    const seen = new Map<string, string[]>();
+    for (let i = 0; i < h.length; i += 2) {
+      const k = h[i] as string;
+      const list = seen.get(k);
+      if (list) list.push(h[i + 1] as string);
+      else seen.set(k, [h[i + 1] as string]);
+    }
+    for (const [k, v] of seen) res.setHeader(k, v.length === 1 ? (v[0] as string) : v);
+    res.end();
+    return;
+  }
+  res.writeHead(r.status, r.headers);
+  res.end(method === 'HEAD' ? undefined : r.body);
+}
