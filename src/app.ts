@@ -17,6 +17,7 @@ import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
 import { parseListen } from './util/units.js';
 import { UpgradeTracker, isUpgrade } from './proxy/upgrade.js';
+import { ProxyListener } from './proxy/listener.js';
 
 export interface StartOptions {
   configPath: string;
@@ -126,7 +127,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       metrics.configLoaded(true);
       return [];
     }
-    const changedListeners = (['listen', 'admin', 'status', 'metrics'] as const).filter(
+    const changedListeners = (['listen', 'admin', 'status', 'metrics', 'http2'] as const).filter(
       (k) => JSON.stringify(next.config[k]) !== JSON.stringify(prev.config[k]),
     );
     // Everything but the listener addresses takes effect now: the log level (unless the
@@ -173,8 +174,11 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   // counts them against http.maxHeaders and refuses with 431, instead of forwarding a
   // request rebuilt from a truncated set.
   // shouldUpgradeCallback: an `Upgrade: h2c` offer is ignored and the request served as HTTP/1.1.
-  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes, shouldUpgradeCallback: isUpgrade }, createProxyHandler(state));
+  const handler = createProxyHandler(state);
+  const proxyServer = createServer({ keepAliveTimeout: 5000, maxHeaderSize: edge.maxHeaderBytes, shouldUpgradeCallback: isUpgrade }, handler);
   proxyServer.maxHeadersCount = 0;
+  // The proxy port itself: HTTP/1.1 and h2c (prior knowledge) told apart by the preface.
+  const listener = new ProxyListener(proxyServer, handler, { maxConcurrentStreams: cfg.http2.maxConcurrentStreams, maxHeaderListSize: edge.maxHeaderBytes });
   const ws = new UpgradeTracker(state);
   proxyServer.on('upgrade', ws.handleUpgrade);
   // Without a 'connect' listener Node closes a CONNECT's socket without a word.
@@ -210,12 +214,12 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   let metricsAddr: AddressInfo;
   let statusAddr: AddressInfo | null = null;
   try {
-    proxyAddr = await listen(proxyServer, cfg.listen);
+    proxyAddr = await listener.listen(cfg.listen);
     adminAddr = await listen(adminServer, cfg.admin.listen);
     metricsAddr = await listen(metricsServer, cfg.metrics.listen);
     if (statusServer && cfg.status) statusAddr = await listen(statusServer, cfg.status.listen);
   } catch (err) {
-    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
+    await Promise.all([listener.close(), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
     throw err;
   }
   admin.ready = true;
@@ -247,8 +251,8 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     watcher?.close();
     watcher = null;
     await ws.closeAll(1001, 'proxy shutting down', 200);
-    proxyServer.closeAllConnections();
-    await Promise.all([closeServer(proxyServer), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
+    listener.closeAllConnections();
+    await Promise.all([listener.close(), closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
     await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.destroy()));
     await state.runtime.closeJournals();
   }
@@ -272,13 +276,13 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
       watcher?.close();
       watcher = null;
       // Stop accepting; keep-alive sockets close as soon as they are idle.
-      const proxyClosed = closeServer(proxyServer);
-      const idleTimer = setInterval(() => proxyServer.closeIdleConnections(), 250);
+      const proxyClosed = listener.close();
+      const idleTimer = setInterval(() => listener.closeIdleConnections(), 250);
       await waitIdle(state, timeout);
       clearInterval(idleTimer);
       if (state.inflight > 0) log.warn({ inflight: state.inflight }, 'drain timeout: cutting in-flight requests');
       await ws.closeAll(1001, 'proxy draining');
-      proxyServer.closeAllConnections();
+      listener.closeAllConnections();
       await proxyClosed;
       await Promise.all([closeServer(adminServer), closeServer(metricsServer), closeStatus()]);
       await Promise.all([...state.runtime.upstreams.values()].map((u) => u.value.close()));

@@ -18,6 +18,7 @@ import { Router, compileMatcher } from './proxy/router.js';
 import { Upstream } from './proxy/upstream.js';
 import { CLOSE_REASONS, UPGRADE_OUTCOMES } from './proxy/websocket.js';
 import { Attempt } from './proxy/attempt.js';
+import { H2Attempt } from './proxy/h2-attempt.js';
 import { upgradeAttempt } from './proxy/upgrade.js';
 import type { Exchange, Reply } from './proxy/exchange.js';
 import { DeadLetterPlan } from './policies/dead-letter.js';
@@ -156,6 +157,7 @@ export class Runtime {
         stale = new StalePlan(kept.value, new Set(rc.fallback.on));
         rm.zeroStale();
       }
+      if (rc.grpc) rm.zeroGrpc();
       if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(metrics, UPGRADE_OUTCOMES, CLOSE_REASONS);
       let deadLetter: DeadLetterPlan | null = null;
       if (rc.deadLetter.enabled) {
@@ -190,7 +192,7 @@ export class Runtime {
       };
       // One stack per transport over the same policy objects: the HTTP request and the upgrade
       // handshake differ only in the attempt at the bottom.
-      routes.push({ ...parts, handler: buildPipeline(parts, httpAttempt), upgradeHandler: buildPipeline(parts, upgradeAttempt) });
+      routes.push({ ...parts, handler: buildPipeline(parts, upstream.settings.protocol === 'http1' ? httpAttempt : h2Attempt), upgradeHandler: buildPipeline(parts, upgradeAttempt) });
     }
 
     const accessLog = cfg.log.accessLog;
@@ -318,6 +320,11 @@ function openJournal(route: string, settings: EffectiveConfig['routes'][number][
   }
   log.info({ route, file: journal.file, entries: journal.size }, 'dead-letter journal opened');
   return journal;
+}
+
+/** The HTTP/2 attempt (node:http2 sessions), for upstreams with protocol h2c or h2. */
+function h2Attempt(ex: Exchange, endpoint: number, probe: boolean): Promise<Reply> {
+  return new H2Attempt(ex, endpoint, probe).run();
 }
 
 function httpAttempt(ex: Exchange, endpoint: number, probe: boolean): Promise<Reply> {

@@ -127,6 +127,12 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly grpcResponses = new Counter({
+    name: 'outrigger_grpc_responses_total',
+    help: 'gRPC calls by the grpc-status the client got (0-16; from the response headers or trailers, whichever carried it; a cancelled call is 1).',
+    labelNames: ['route', 'grpc_status'] as const,
+    registers: [this.registry],
+  });
   readonly staleServed = new Counter({
     name: 'outrigger_stale_served_total',
     help: 'Responses served from the route stale-if-error cache instead of an error or the static fallback.',
@@ -406,6 +412,22 @@ export class RouteMetrics {
       const byCode = this.requests[i] as Map<number, number>;
       for (const code of codes) if (!byCode.has(code)) byCode.set(code, 0);
     }
+  }
+
+  /** outrigger_grpc_responses_total{grpc_status} at 0 for all 17 statuses, for a route with grpc: true. */
+  zeroGrpc(): void {
+    for (let code = 0; code <= 16; code++) this.grpcChild(code).inc(0);
+  }
+
+  /** A gRPC call ended with this grpc-status (a value outside 0..16 counts as 2 UNKNOWN). */
+  grpcResponse(code: number): void {
+    this.grpcChild(Number.isInteger(code) && code >= 0 && code <= 16 ? code : 2).inc();
+  }
+
+  private grpcChildren: CounterChild[] | null = null;
+  private grpcChild(code: number): CounterChild {
+    const list = (this.grpcChildren ??= []);
+    return (list[code] ??= this.m.grpcResponses.labels(this.route, String(code)));
   }
 
   /** outrigger_stale_served_total at 0, for a route that enables fallback.staleIfError. */

@@ -42,6 +42,8 @@ export interface EffectiveRoute {
   upstream: string;
   rewritePrefix?: string;
   preserveHost: boolean;
+  /** The route carries gRPC (checked against its upstream's protocol at load). */
+  grpc: boolean;
   critical: boolean;
   timeout: number;
   bodyTimeout: number;
@@ -72,6 +74,7 @@ export interface EffectiveConfig {
   events: RawConfig['events'];
   flapping: RawConfig['flapping'];
   http: RawConfig['http'];
+  http2: RawConfig['http2'];
   upstreams: Record<string, UpstreamConfig>;
   defaults: Defaults;
   /** Every preset in force, built-ins first, as parsed. */
@@ -224,6 +227,8 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
     up.endpoints.forEach((ep, i) => {
       const problem = endpointProblem(ep);
       if (problem) problems.push(`upstreams.${name}.endpoints[${i}]: ${problem}`);
+      else if (up.protocol === 'h2' && !ep.startsWith('https:')) problems.push(`upstreams.${name}.endpoints[${i}]: protocol h2 is HTTP/2 over TLS and needs an https:// endpoint, got ${JSON.stringify(ep)} (use protocol h2c for cleartext)`);
+      else if (up.protocol === 'h2c' && !ep.startsWith('http:')) problems.push(`upstreams.${name}.endpoints[${i}]: protocol h2c is cleartext HTTP/2 and needs an http:// endpoint, got ${JSON.stringify(ep)} (use protocol h2 for TLS)`);
     });
   }
 
@@ -263,6 +268,9 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
       problems.push(`${at}.upstream: unknown upstream "${r.upstream}" (${known.length ? `known: ${known.join(', ')}` : 'no upstreams are defined'})`);
     }
     checkMatch(r, at, problems);
+    if (r.grpc && raw.upstreams[r.upstream]?.protocol === 'http1') {
+      problems.push(`${at}.grpc: gRPC needs HTTP/2 to the upstream, but upstream "${r.upstream}" has protocol http1; set upstreams.${r.upstream}.protocol to h2c or h2`);
+    }
     if (r.breaker) checkTrip(r.breaker, `${at}.breaker`, problems);
 
     const own = policyPart(r);
@@ -287,6 +295,7 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
       upstream: r.upstream,
       ...(r.rewritePrefix !== undefined ? { rewritePrefix: r.rewritePrefix } : {}),
       preserveHost: r.preserveHost,
+      grpc: r.grpc,
       critical: value('critical'),
       timeout: value('timeout'),
       bodyTimeout: value('bodyTimeout'),
@@ -339,6 +348,7 @@ function buildEffective(raw: RawConfig, rawDefaults: unknown, baseDir: string, p
     events: raw.events,
     flapping: raw.flapping,
     http: raw.http,
+    http2: raw.http2,
     upstreams: raw.upstreams,
     defaults: d,
     presets: presets.table(),

@@ -58,9 +58,17 @@ const statusCode = z.number().int().min(100).max(599);
 // every key optional (a route, which overrides `defaults` key by key).
 // ---------------------------------------------------------------------------------------
 
-export const RETRY_ON = ['connect-failure', 'refused-stream', 'reset', 'gateway-error', '5xx', 'retriable-status'] as const;
+/**
+ * gRPC statuses by Envoy's names, for retry.on and breaker.failOn: they match a grpc-status
+ * in a trailers-only response (the response headers), never one in trailers after messages.
+ */
+export const GRPC_STATUS_ON = { cancelled: 1, 'deadline-exceeded': 4, 'resource-exhausted': 8, internal: 13, unavailable: 14 } as const;
+export type GrpcStatusOn = keyof typeof GRPC_STATUS_ON;
+const GRPC_ON = Object.keys(GRPC_STATUS_ON) as GrpcStatusOn[];
+export const RETRY_ON = ['connect-failure', 'refused-stream', 'reset', 'gateway-error', '5xx', 'retriable-status', ...GRPC_ON] as const;
 export const JITTER = ['full', 'equal', 'decorrelated', 'none'] as const;
-export const FAIL_ON = ['connect-failure', 'reset', 'timeout', 'gateway-error', '5xx'] as const;
+export const FAIL_ON = ['connect-failure', 'reset', 'timeout', 'gateway-error', '5xx', ...GRPC_ON] as const;
+export const UPSTREAM_PROTOCOLS = ['http1', 'h2c', 'h2'] as const;
 export const FALLBACK_ON = ['breaker-open', 'timeout', 'upstream-unavailable', '5xx', 'overloaded'] as const;
 
 type Shape = Record<string, z.ZodType>;
@@ -107,6 +115,9 @@ const retryScalars = {
   methods: z.array(method),
   idempotencyHeader: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).transform((s) => s.toLowerCase()),
   bufferBody: size.meta({ description: 'Request bodies up to this size are buffered so they can be replayed.' }),
+  grpcMethods: z
+    .array(z.string().regex(/^\/[^/]+\/[^/]+$/, { error: (iss) => `expected a gRPC method like "/pkg.Service/Method", got ${describeGot(iss.input)}` }))
+    .meta({ description: 'gRPC calls retried (any HTTP method); empty means every gRPC method of the route.' }),
 };
 const retryScalarDefaults = {
   attempts: 2,
@@ -116,6 +127,7 @@ const retryScalarDefaults = {
   methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
   idempotencyHeader: 'idempotency-key',
   bufferBody: 65536,
+  grpcMethods: [] as string[],
 };
 
 const retryFull = defaulted(retryScalars, retryScalarDefaults).extend({
@@ -208,6 +220,13 @@ const fallbackSchema = z.strictObject({
     .default({}),
   body: z.string().optional(),
   bodyFile: z.string().optional(),
+  grpc: z
+    .strictObject({
+      status: z.number().int().min(0).max(16).meta({ description: 'The grpc-status of the fallback (0 OK to 16 UNAUTHENTICATED).' }),
+      message: z.string().default('').meta({ description: 'The grpc-message (sent percent-encoded).' }),
+    })
+    .optional()
+    .meta({ description: 'The fallback for gRPC requests (content-type application/grpc*): a trailers-only response with this status, instead of status/headers/body.' }),
   staleIfError: defaulted(staleIfErrorShape, staleIfErrorDefaults)
     .optional()
     .meta({ description: 'Serve the last good response (GET and HEAD) when a trigger fires, before the static fallback. With it, the static response applies only when body or bodyFile is set.' }),
@@ -333,6 +352,7 @@ export const routeSchema = z.strictObject({
   upstream: name,
   rewritePrefix: z.string().startsWith('/').optional(),
   preserveHost: z.boolean().default(false),
+  grpc: z.boolean().default(false).meta({ description: 'The route carries gRPC: its upstream must speak HTTP/2 (protocol h2c or h2), checked at load.' }),
   critical: z.boolean().optional().meta({ description: "List this route's breaker in /health criticalOpen while not closed (default false; a preset may set it)." }),
   use: presetList.default([]),
   ...routePolicies,
@@ -343,6 +363,10 @@ export const upstreamSchema = z.strictObject({
   connectTimeout: duration.default(1000),
   maxConnections: z.number().int().min(1).default(128),
   keepAliveTimeout: duration.refine((ms) => ms >= 1, { message: 'expected a keep-alive timeout of at least 1ms' }).default(4000),
+  protocol: z
+    .enum(UPSTREAM_PROTOCOLS)
+    .default('http1')
+    .meta({ description: 'http1 (undici pools), h2c (cleartext HTTP/2 with prior knowledge) or h2 (HTTP/2 over TLS with ALPN, https endpoints only); h2c and h2 use one node:http2 session per endpoint.' }),
 });
 
 export const ESCAPED_SLASHES = ['keep', 'reject', 'unescape', 'redirect'] as const;
@@ -402,6 +426,12 @@ export const configSchema = z
       })
       .prefault({}),
     http: httpSchema.prefault({}),
+    http2: z
+      .strictObject({
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100).meta({ description: 'SETTINGS_MAX_CONCURRENT_STREAMS the proxy port announces to HTTP/2 (h2c) clients. The header list size is http.maxHeaderBytes.' }),
+      })
+      .prefault({})
+      .meta({ description: 'Inbound HTTP/2 (h2c with prior knowledge, on the proxy port): its limits. Read when the listener starts.' }),
     upstreams: z.record(name, upstreamSchema).default({}),
     defaults: defaultsSchema.prefault({}),
     presets: z

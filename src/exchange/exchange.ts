@@ -19,6 +19,8 @@ export interface Reply {
   readonly status: number;
   /** The Retry-After header value, if the upstream sent one. */
   readonly retryAfter: string | null;
+  /** The grpc-status of a trailers-only response (gRPC retry.on and breaker.failOn); absent or null otherwise. */
+  readonly grpcStatus?: number | null;
   /** Writes the response to the client (streams the body for upstream replies). */
   send(ex: Exchange): void;
   /** Throws the reply away without sending it (a retried attempt, a replaced 5xx). */
@@ -138,6 +140,17 @@ export class Exchange<R extends RouteContext = RouteContext> {
   deadLetterId: string | null = null;
   /** The upstream broke off mid-body and the proxy cut the client response. */
   truncated = false;
+  /** A gRPC call (content-type application/grpc*): errors are trailers-only, retries follow the gRPC rules. */
+  grpc = false;
+  /** The call's grpc-status as the client got it (headers or trailers); null when none. */
+  grpcStatus: number | null = null;
+  /** performance.now() deadline from the client's grpc-timeout; 0 when none. Caps `deadline`. */
+  grpcDeadline = 0;
+  /**
+   * A copy of a streamed gRPC request body, kept up to retry.bufferBody while it is sent:
+   * undefined before any attempt read it, null once it outgrew the limit.
+   */
+  replay: Buffer[] | null | undefined = undefined;
   /** Aborts what the exchange is waiting on now (an attempt, a backoff, a queue slot). */
   cancel: ((err: Error) => void) | null = null;
   private done: (() => void) | null = null;
@@ -163,7 +176,8 @@ export class Exchange<R extends RouteContext = RouteContext> {
 
   /** Read when the response is sent, so a response that starts during the drain gets it too. */
   get closeConnection(): boolean {
-    return this.server.draining;
+    // HTTP/2 has no Connection header (RFC 9113 8.2.2): a draining session gets a GOAWAY instead.
+    return this.server.draining && this.req.httpVersionMajor !== 2;
   }
 
   /** Milliseconds left before the deadline; Infinity without one. */

@@ -91,7 +91,7 @@ export function attemptOutcomeOfFailure(kind: FailureKind): AttemptOutcome | nul
 }
 
 /** Label values of outrigger_retries_total{reason}. */
-export const RETRY_REASONS = ['connect_failure', 'refused_stream', 'reset', 'per_try_timeout', 'gateway_error', '5xx', 'retriable_status'] as const;
+export const RETRY_REASONS = ['connect_failure', 'refused_stream', 'reset', 'per_try_timeout', 'gateway_error', '5xx', 'retriable_status', 'cancelled', 'deadline_exceeded', 'resource_exhausted', 'internal', 'unavailable'] as const;
 export type RetryReason = (typeof RETRY_REASONS)[number];
 
 export const TIMEOUT_KINDS = ['per_try', 'total', 'body'] as const;

@@ -20,6 +20,7 @@ import {
   type IHalfOpenAfterBackoffContext,
 } from 'cockatiel';
 import type { EffectiveBreaker } from '../config/load.js';
+import { GRPC_STATUS_ON, type GrpcStatusOn } from '../config/schema.js';
 import { ControlFlowError } from '../errors.js';
 import { AttemptError, type FailureKind } from '../exchange/outcome.js';
 import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
@@ -142,6 +143,7 @@ export class Breaker {
     this.failKinds = kinds;
     this.failStatuses = statuses;
     this.failGateway = settings.failOn.includes('gateway-error');
+    for (const f of settings.failOn) if (typeof f === 'string' && f in GRPC_STATUS_ON) this.failGrpc.add(GRPC_STATUS_ON[f as GrpcStatusOn]);
     this.fail5xx = settings.failOn.includes('5xx');
 
     const hoa = settings.halfOpenAfter;
@@ -167,7 +169,11 @@ export class Breaker {
     // A failed attempt is an AttemptError whose kind failOn lists; results are judged by
     // status below. Anything else (a client that went away) is neither success nor failure.
     const failurePolicy = handleWhen((err) => err instanceof NoVerdict || (err instanceof AttemptError && (this.failKinds.has(err.kind) || err.probeTimedOut))).orWhenResult(
-      (r) => this.isFailureStatus((r as { status: number }).status),
+      (r) => {
+        const g = (r as { grpcStatus?: number | null }).grpcStatus;
+        if (g !== undefined && g !== null && this.failGrpc.has(g)) return true;
+        return this.isFailureStatus((r as { status: number }).status);
+      },
     );
     this.policy = circuitBreaker(failurePolicy, { halfOpenAfter: factory, breaker: trip });
     if (trip instanceof ConsecutiveBreaker) {
@@ -184,6 +190,9 @@ export class Breaker {
     }
     this.policy.onStateChange((s) => this.transition(STATE_NAMES[s]));
   }
+
+  /** grpc-status values (of trailers-only responses) that failOn lists. */
+  private readonly failGrpc = new Set<number>();
 
   isFailureStatus(status: number): boolean {
     if (status < 500) return this.failStatuses.size > 0 && this.failStatuses.has(status);

@@ -2,7 +2,7 @@
 // (built once per config) with `x-outrigger-fallback: <trigger>`, instead of an error.
 import type { EffectiveFallback } from '../config/load.js';
 import type { FallbackOn } from '../config/schema.js';
-import { ProxyError, type ErrorCode } from '../errors.js';
+import { ProxyError, encodeGrpcMessage, writeErrorResponse, type ErrorCode } from '../errors.js';
 import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 
 const TRIGGER_OF: Partial<Record<ErrorCode, FallbackOn>> = {
@@ -25,6 +25,8 @@ export class StaticReply implements Reply {
     private readonly headers: readonly string[],
     private readonly body: Buffer,
     private readonly trigger: FallbackOn | null,
+    /** A gRPC trailers-only fallback (fallback.grpc): its grpc-status. */
+    readonly grpcStatus: number | null = null,
   ) {}
 
   send(ex: Exchange): void {
@@ -34,6 +36,11 @@ export class StaticReply implements Reply {
     if (ex.attempts > 0) headers.push('x-outrigger-attempts', String(ex.attempts));
     if (ex.closeConnection) headers.push('connection', 'close');
     ex.status = this.status;
+    if (this.grpcStatus !== null) {
+      ex.grpcStatus = this.grpcStatus;
+      writeErrorResponse(ex.res, { status: this.status, headers, body: this.body, trailersOnly: true }, ex.method);
+      return;
+    }
     ex.bytesOut += this.body.length;
     ex.res.writeHead(this.status, headers);
     ex.res.end(ex.method === 'HEAD' ? undefined : this.body);
@@ -64,10 +71,29 @@ export class FallbackPlan {
     }
     if (!hasLength) headers.push('content-length', String(this.body.length));
     this.headers = headers;
+    const g = settings.grpc;
+    if (g !== undefined) this.grpcHeaders = ['content-type', 'application/grpc', 'grpc-status', String(g.status), 'grpc-message', encodeGrpcMessage(g.message)];
+  }
+
+  /** The trailers-only response of fallback.grpc, for gRPC calls; null without one. */
+  private readonly grpcHeaders: string[] | null = null;
+  private static readonly EMPTY = Buffer.alloc(0);
+
+  /**
+   * Whether this fallback answers the exchange: a gRPC call only with fallback.grpc (an
+   * HTTP body would read as a protocol error to a gRPC client; it gets the mapped error).
+   */
+  answers(ex: Exchange): boolean {
+    return !ex.grpc || this.grpcHeaders !== null;
   }
 
   replyFor(ex: Exchange, trigger: FallbackOn): StaticReply {
     ex.fallbackTrigger = trigger;
+    const g = this.settings.grpc;
+    if (ex.grpc && g !== undefined && this.grpcHeaders !== null) {
+      ex.route.metrics.fallback(trigger);
+      return new StaticReply(200, this.grpcHeaders, FallbackPlan.EMPTY, trigger, g.status);
+    }
     ex.route.metrics.fallback(trigger);
     return new StaticReply(this.settings.status, this.headers, this.body, trigger);
   }
@@ -75,14 +101,14 @@ export class FallbackPlan {
   /** The fallback for a proxy error, when its trigger is listed; null otherwise. */
   replyForError(ex: Exchange, err: ProxyError): StaticReply | null {
     const trigger = triggerOf(err);
-    return trigger !== null && this.triggers.has(trigger) ? this.replyFor(ex, trigger) : null;
+    return trigger !== null && this.triggers.has(trigger) && this.answers(ex) ? this.replyFor(ex, trigger) : null;
   }
 
   layer<R extends RouteContext>(next: Handler<R>): Handler<R> {
     return (ex) =>
       next(ex).then(
         (reply) => {
-          if (this.on5xx && reply.status >= 500 && !(reply instanceof StaticReply)) {
+          if (this.on5xx && reply.status >= 500 && !(reply instanceof StaticReply) && this.answers(ex)) {
             reply.discard();
             return this.replyFor(ex, '5xx');
           }

@@ -4,7 +4,7 @@
 // budget left, and a delay (backoff or Retry-After) that ends before the deadline.
 import type { Readable } from 'node:stream';
 import type { EffectiveRoute } from '../config/load.js';
-import type { RetryOn } from '../config/schema.js';
+import { GRPC_STATUS_ON, type GrpcStatusOn, type RetryOn } from '../config/schema.js';
 import { ProxyError } from '../errors.js';
 import { parseRetryAfter } from '../exchange/retry-after.js';
 import { ClientGoneError, type Exchange, type Handler, type Reply, type RouteContext } from '../exchange/exchange.js';
@@ -19,13 +19,29 @@ export class RetryPlan {
   private readonly statuses: ReadonlySet<number>;
   private readonly methods: ReadonlySet<string>;
   readonly idempotencyHeader: string;
+  /** grpc-status values retried (a trailers-only response), to their reason label. */
+  private readonly grpcOn = new Map<number, RetryReason>();
+  private readonly grpcMethods: ReadonlySet<string>;
 
   constructor(readonly settings: EffectiveRoute['retry']) {
     this.attempts = settings.attempts;
     this.on = new Set(settings.on);
+    for (const name of settings.on) {
+      if (name in GRPC_STATUS_ON) this.grpcOn.set(GRPC_STATUS_ON[name as GrpcStatusOn], name.replace('-', '_') as RetryReason);
+    }
+    this.grpcMethods = new Set(settings.grpcMethods);
     this.statuses = new Set(settings.statuses);
     this.methods = new Set(settings.methods);
     this.idempotencyHeader = settings.idempotencyHeader;
+  }
+
+  /** Why a reply should be retried: for a gRPC call its trailers-only grpc-status, else its HTTP status. */
+  reasonForReply(ex: Exchange, reply: Reply): RetryReason | null {
+    if (ex.grpc) {
+      const g = reply.grpcStatus;
+      if (g !== undefined && g !== null) return this.grpcOn.get(g) ?? null;
+    }
+    return this.reasonForStatus(reply.status);
   }
 
   /** Why a response with this status should be retried, or null. */
@@ -56,6 +72,8 @@ export class RetryPlan {
 
   /** Safe to send again: an idempotent method, an idempotency key, or never reached the upstream. */
   methodAllows(ex: Exchange, failure: FailureKind | null): boolean {
+    // Every gRPC call is a POST: the HTTP method rule does not apply, grpcMethods may narrow it.
+    if (ex.grpc) return this.grpcMethods.size === 0 || this.grpcMethods.has(ex.path) || failure === 'connect-failure' || failure === 'refused-stream';
     if (this.methods.has(ex.method)) return true;
     if (failure === 'connect-failure' || failure === 'refused-stream') return true;
     return ex.req.headers[this.idempotencyHeader] !== undefined;
@@ -67,7 +85,13 @@ function bodyReplayable(ex: Exchange): boolean {
   const b = ex.body;
   if (b === null || Buffer.isBuffer(b)) return true;
   const s = b as Readable;
-  return !s.readableDidRead && !s.destroyed;
+  if (!s.readableDidRead && !s.destroyed) return true;
+  // A gRPC call whose client finished sending within retry.bufferBody: its copy is sent again.
+  if (ex.grpc && Array.isArray(ex.replay) && ex.req.complete) {
+    ex.body = Buffer.concat(ex.replay);
+    return true;
+  }
+  return false;
 }
 
 /** Maps a final attempt failure to the error the client sees. */
@@ -100,7 +124,7 @@ export function retryLayer<R extends RouteContext>(plan: RetryPlan, next: Handle
       }
       if (failure !== null && failure.kind === 'client-abort') throw new ClientGoneError();
 
-      const reason = reply !== null ? plan.reasonForStatus(reply.status) : plan.reasonForFailure(failure as AttemptError);
+      const reason = reply !== null ? plan.reasonForReply(ex, reply) : plan.reasonForFailure(failure as AttemptError);
       let delay = -1;
       if (
         reason !== null &&

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { Exchange, Reply } from './exchange.js';
 import type { BodyTap } from '../exchange/exchange.js';
 import { ClientGoneError } from './exchange.js';
-import { clientResponseHeaders, headerPairs, upstreamRequestHeaders, withoutTrailer, type ResponseHead } from './headers.js';
+import { clientResponseHeaders, headerPairs, trailerObject, upstreamRequestHeaders, withoutTrailer, type ResponseHead } from './headers.js';
 import { ProxyError, errorResponse } from '../errors.js';
 import { attemptBudget } from '../policies/timeout.js';
 import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, classifyError, type TimeoutKind } from '../exchange/outcome.js';
@@ -304,7 +304,12 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   /** Ends the client response, with the upstream's trailers (sent only on a chunked response). */
   private end(trailers: Array<Buffer | string> | null): void {
     const res = this.ex.res;
-    if (trailers !== null && trailers.length > 0 && res.chunkedEncoding) res.addTrailers(headerPairs(trailers));
+    // HTTP/2 clients always take trailers; HTTP/1.1 ones only on a chunked response.
+    if (trailers !== null && trailers.length > 0) {
+      if (res.chunkedEncoding) res.addTrailers(headerPairs(trailers));
+      // The HTTP/2 compat response takes an object only.
+      else if (this.ex.req.httpVersionMajor === 2) res.addTrailers(trailerObject(headerPairs(trailers)));
+    }
     res.end();
   }
 

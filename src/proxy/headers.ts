@@ -59,6 +59,8 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   let fwdHost: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are the request line, not fields.
+    if (name.charCodeAt(0) === 58) continue;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     if (REQUEST_OWNED.has(lower)) {
@@ -153,3 +155,13 @@ export function headerPairs(raw: ReadonlyArray<Buffer | string>): Array<[string,
 }
 
 export { parseRetryAfter } from '../exchange/retry-after.js';
+
+/** Header pairs as one object (repeated names joined with ", "), for node:http2, which takes no pairs. */
+export function trailerObject(pairs: ReadonlyArray<[string, string]>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of pairs) {
+    const n = k.toLowerCase();
+    out[n] = out[n] === undefined ? v : `${out[n]}, ${v}`;
+  }
+  return out;
+}

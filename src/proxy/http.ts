@@ -3,13 +3,15 @@
 // request (metrics, access log) and turns errors into responses (via errors.ts).
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ProxyError, errorResponse } from '../errors.js';
+import { ProxyError, errorResponse, GRPC_STATUS_OF, isGrpcContentType, writeErrorResponse } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
 import { AttemptError } from '../exchange/outcome.js';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { isHttp2 } from './listener.js';
 
 /** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
 export const CONNECT_REFUSED = 'CONNECT tunnels are not supported by this proxy; send plain http:// requests (an HTTP_PROXY client), or upgrade a route with `upgrades:`';
@@ -26,6 +28,12 @@ export interface ProxyState {
 export function createProxyHandler(state: ProxyState): (req: IncomingMessage, res: ServerResponse) => void {
   return function handle(req, res) {
     const rt = state.runtime;
+    const h2 = isHttp2(req);
+    // `:authority` plays the role of Host (RFC 9113 8.3.1); a request with both keeps Host.
+    if (h2 && req.headers.host === undefined) {
+      const authority = req.headers[':authority'];
+      if (typeof authority === 'string') req.headers.host = authority;
+    }
     const method = req.method ?? 'GET';
     const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
     if (method === 'CONNECT') {
@@ -48,12 +56,26 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
     ex.path = target.path;
     ex.via = rt.config.http.via;
     ex.authority = target.authority;
+    ex.grpc = isGrpcContentType(req.headers['content-type']);
 
     begin(state, rt, ex);
     res.once('close', () => finish(state, ex));
+    if (ex.grpc) {
+      if (route.upstream.settings.protocol === 'http1') {
+        req.resume();
+        return fail(state, ex, new ProxyError('OUTRIGGER_GRPC_UPSTREAM_HTTP1', `gRPC needs HTTP/2 to the upstream, and upstream "${route.upstream.name}" of route "${route.name}" has protocol http1`));
+      }
+      // The client's deadline caps the route's: min(timeout, grpc-timeout).
+      const gt = parseGrpcTimeout(req.headers['grpc-timeout']);
+      if (gt !== null) {
+        ex.grpcDeadline = ex.start + gt;
+        if (ex.deadline === 0 || ex.grpcDeadline < ex.deadline) ex.deadline = ex.grpcDeadline;
+      }
+    }
 
     const cl = req.headers['content-length'];
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    // HTTP/2 frames the body itself: a stream not ended with its HEADERS has one, length or not.
+    const chunked = req.headers['transfer-encoding'] !== undefined || (h2 && cl === undefined && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders);
     if (!chunked && (cl === undefined || cl === '0')) {
       req.resume();
       return run(state, ex);
@@ -89,7 +111,7 @@ function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
   const cfg = ex.route.config;
   let upload: NodeJS.Timeout | null = null;
   let deadline: NodeJS.Timeout | null = null;
-  ex.deadline = 0;
+  ex.deadline = ex.grpcDeadline;
   if (cfg.requestTimeout > 0) {
     upload = setTimeout(() => {
       upload = null;
@@ -104,7 +126,8 @@ function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
     if (upload !== null) clearTimeout(upload);
     upload = null;
     if (ex.finished || cfg.timeout <= 0) return;
-    ex.deadline = performance.now() + cfg.timeout;
+    const routeDeadline = performance.now() + cfg.timeout;
+    ex.deadline = ex.grpcDeadline !== 0 && ex.grpcDeadline < routeDeadline ? ex.grpcDeadline : routeDeadline;
     // A buffered body starts its attempts now, and they read the deadline. A streamed one
     // is already being sent by an attempt armed without it: this timer ends that wait.
     if (streamed) {
@@ -113,7 +136,7 @@ function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
         if (ex.finished || ex.status !== 0 || ex.cancel === null) return;
         ex.route.metrics.timeout('total');
         ex.cancel(new AttemptError('timeout', undefined, 'total'));
-      }, cfg.timeout);
+      }, Math.max(0, ex.deadline - performance.now()));
     }
   });
   ex.res.once('close', () => {
@@ -163,9 +186,10 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
     pe = new ProxyError('OUTRIGGER_INTERNAL');
   }
   ex.errorCode = pe.code;
-  const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId);
+  const r = errorResponse(pe, ex.route.name, ex.attempts, ex.requestId, ex.grpc);
+  if (ex.grpc) ex.grpcStatus = GRPC_STATUS_OF[pe.code];
   // After a 408 the rest of the body is still on the wire: the connection cannot be reused.
-  if (ex.closeConnection || pe.code === 'OUTRIGGER_REQUEST_TIMEOUT') r.headers.push('connection', 'close');
+  if (ex.closeConnection || (pe.code === 'OUTRIGGER_REQUEST_TIMEOUT' && !isHttp2(ex.req))) r.headers.push('connection', 'close');
   if (ex.deadLetterId !== null) r.headers.push('x-outrigger-dead-letter', ex.deadLetterId);
   // Already answered (a 408 while the stack was still unwinding): nothing more to send.
   if (ex.res.writableEnded) return;
@@ -174,8 +198,7 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
     ex.res.destroy();
     return;
   }
-  ex.res.writeHead(r.status, r.headers);
-  ex.res.end(ex.method === 'HEAD' ? undefined : r.body);
+  writeErrorResponse(ex.res, r, ex.method);
 }
 
 /**
@@ -183,7 +206,7 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
  * or, for an upgrade, when the client has its 101 (`answered`). Not answered, and not cut
  * by us: the client left (499).
  */
-export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writableFinished): void {
+export function finish(state: ProxyState, ex: Exchange, answered = answeredOf(ex)): void {
   if (!ex.markFinished()) return;
   const clientGone = !answered && !ex.truncated;
   const midBodyLoss = ex.truncated;
@@ -194,6 +217,9 @@ export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writab
   const code = clientGone ? 499 : ex.status;
   const m = ex.route.metrics;
   m.request(ex.method, code);
+  // A call the client cancelled reads as CANCELLED, whatever the upstream would have said.
+  if (ex.grpc && clientGone) ex.grpcStatus = 1;
+  if (ex.grpc && ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
   if (midBodyLoss) m.truncated.inc();
   const seconds = (performance.now() - ex.start) / 1000;
   m.observeDuration(seconds);
@@ -206,8 +232,10 @@ export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writab
         route: ex.route.name,
         method: ex.method,
         path: ex.path,
+        protocol: isHttp2(ex.req) ? 'h2c' : 'http/1.1',
         upgrade: ex.upgrade?.token,
         status: code,
+        grpcStatus: ex.grpc ? (ex.grpcStatus ?? undefined) : undefined,
         attempts: ex.attempts,
         durationMs: Math.round(seconds * 1e6) / 1000,
         bytesOut: ex.bytesOut,
@@ -222,22 +250,42 @@ export function finish(state: ProxyState, ex: Exchange, answered = ex.res.writab
   if (state.inflight === 0) state.onIdle?.();
 }
 
+/**
+ * Whether the whole response went out. node:http2's compat response says writableFinished
+ * also for a stream the client reset (RST_STREAM): there the stream's code tells.
+ */
+function answeredOf(ex: Exchange): boolean {
+  if (!ex.res.writableFinished) return false;
+  if (!isHttp2(ex.req)) return true;
+  const stream = (ex.res as unknown as Http2ServerResponse).stream as { rstCode?: number } | undefined;
+  return stream === undefined || stream.rstCode === undefined || stream.rstCode === 0;
+}
+
 /** Answers a request refused before it has a route (bad target, no route), counted as unmatched. */
 export function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, method: string, err: ProxyError, requestId: string, close = false): void {
   const start = performance.now();
-  const r = errorResponse(err, null, 0, requestId);
+  const r = errorResponse(err, null, 0, requestId, isGrpcContentType(req.headers['content-type']));
   // A refused target (a limit, a smuggling-shaped request) closes the connection: what
   // follows on it cannot be trusted to be framed as the client meant.
-  if (state.draining || close) r.headers.push('connection', 'close');
+  if ((state.draining || close) && !isHttp2(req)) r.headers.push('connection', 'close');
   req.resume();
-  res.writeHead(r.status, r.headers);
-  res.end(method === 'HEAD' ? undefined : r.body);
+  writeErrorResponse(res, r, method);
   m.request(method, r.status);
   m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
   if (rt.sampleAccess()) {
-    state.log.info({ access: true, route: null, method, path: pathOf(req.url), status: r.status, attempts: 0, error: err.code, requestId });
+    state.log.info({ access: true, route: null, method, path: pathOf(req.url), protocol: isHttp2(req) ? 'h2c' : 'http/1.1', status: r.status, attempts: 0, error: err.code, requestId });
   }
+}
+
+/** grpc-timeout in ms (gRPC over HTTP/2: 1 to 8 digits and a unit), or null when absent or malformed. */
+export function parseGrpcTimeout(v: string | string[] | undefined): number | null {
+  if (typeof v !== 'string') return null;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  if (m === null) return null;
+  const n = Number(m[1]);
+  const unit = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 }[m[2] as 'H' | 'M' | 'S' | 'm' | 'u' | 'n'];
+  return n * unit;
 }
 
 /** The request path without its query (queries can carry tokens; logs never do). */
@@ -255,7 +303,7 @@ function firstValue(v: string | string[] | undefined): string | undefined {
 function optionsStar(state: ProxyState, m: RouteMetrics, req: IncomingMessage, res: ServerResponse, requestId: string): void {
   req.resume();
   const headers = ['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE', 'content-length', '0', 'x-request-id', requestId];
-  if (state.draining) headers.push('connection', 'close');
+  if (state.draining && !isHttp2(req)) headers.push('connection', 'close');
   res.writeHead(200, headers);
   res.end();
   m.request('OPTIONS', 200);

@@ -5,6 +5,7 @@ import type { Pool as PoolType } from 'undici';
 // exercises it, so an undici release that moves it fails CI rather than production.
 import Pool from 'undici/lib/dispatcher/pool.js';
 import type { UpstreamConfig } from '../config/schema.js';
+import { H2Client } from './h2-session.js';
 
 export interface Endpoint {
   /** Origin, e.g. http://10.0.0.1:8080 */
@@ -12,6 +13,8 @@ export interface Endpoint {
   /** Authority for the Host header, e.g. 10.0.0.1:8080 */
   readonly authority: string;
   readonly pool: PoolType;
+  /** The HTTP/2 session of an h2c or h2 upstream; null for http1. */
+  readonly h2: H2Client | null;
 }
 
 export class Upstream {
@@ -38,6 +41,7 @@ export class Upstream {
           headersTimeout: 0,
           pipelining: 1,
         }),
+        h2: settings.protocol === 'http1' ? null : new H2Client(url.origin, settings),
       };
     });
   }
@@ -56,10 +60,10 @@ export class Upstream {
 
   /** Closes the pools once their in-flight requests are done. */
   async close(): Promise<void> {
-    await Promise.all(this.endpoints.map((e) => e.pool.close()));
+    await Promise.all(this.endpoints.map((e) => Promise.all([e.pool.close(), e.h2?.close()])));
   }
 
   async destroy(): Promise<void> {
-    await Promise.all(this.endpoints.map((e) => e.pool.destroy()));
+    await Promise.all(this.endpoints.map((e) => Promise.all([e.pool.destroy(), e.h2?.destroy()])));
   }
 }

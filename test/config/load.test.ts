@@ -125,9 +125,9 @@ describe('a corpus of bad configs', () => {
       `${UP}routes:\n  - { name: r0, upstream: a, retry: { attempts: -1, on: [sometimes], backoff: { jitter: lots } }, breaker: { failOn: [bad] }, concurrency: { max: 0 }, fallback: { on: [x], status: 99 } }\n`,
       [
         'routes[0].retry.attempts: expected a number >= 0, got number -1',
-        'routes[0].retry.on[0]: expected one of "connect-failure" | "refused-stream" | "reset" | "gateway-error" | "5xx" | "retriable-status", got "sometimes"',
+        'routes[0].retry.on[0]: expected one of "connect-failure" | "refused-stream" | "reset" | "gateway-error" | "5xx" | "retriable-status" | "cancelled" | "deadline-exceeded" | "resource-exhausted" | "internal" | "unavailable", got "sometimes"',
         'routes[0].retry.backoff.jitter: expected one of "full" | "equal" | "decorrelated" | "none", got "lots"',
-        'routes[0].breaker.failOn[0]: expected one of connect-failure | reset | timeout | gateway-error | 5xx or a status code, got "bad"',
+        'routes[0].breaker.failOn[0]: expected one of connect-failure | reset | timeout | gateway-error | 5xx | cancelled | deadline-exceeded | resource-exhausted | internal | unavailable or a status code, got "bad"',
         'routes[0].concurrency.max: expected a number >= 1, got number 0',
         'routes[0].fallback.on[0]: expected one of "breaker-open" | "timeout" | "upstream-unavailable" | "5xx" | "overloaded", got "x"',
         'routes[0].fallback.status: expected a number >= 200, got number 99',
@@ -227,6 +227,7 @@ describe('defaults and merging', () => {
       statuses: [],
       methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
       idempotencyHeader: 'idempotency-key',
+      grpcMethods: [],
       backoff: { base: 25, max: 250, jitter: 'full' },
       retryAfter: { honor: true, max: 2000 },
       budget: { enabled: true, ratio: 0.2, minPerSecond: 10, window: 10_000 },
@@ -239,7 +240,7 @@ describe('defaults and merging', () => {
 
   it('applies upstream defaults', () => {
     const c = load(UP).config;
-    expect(c.upstreams.a).toEqual({ endpoints: ['http://127.0.0.1:1'], connectTimeout: 1000, maxConnections: 128, keepAliveTimeout: 4000 });
+    expect(c.upstreams.a).toEqual({ endpoints: ['http://127.0.0.1:1'], connectTimeout: 1000, maxConnections: 128, keepAliveTimeout: 4000, protocol: 'http1' });
   });
 
   it('merges defaults into a route key by key', () => {

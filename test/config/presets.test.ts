@@ -75,7 +75,7 @@ routes:
 
   it('has a source for exactly the policy keys of the effective route', () => {
     const r = route(yaml);
-    const { name: _n, match: _m, upstream: _u, preserveHost: _p, use: _use, sources, ...policy } = r;
+    const { name: _n, match: _m, upstream: _u, preserveHost: _p, grpc: _g, use: _use, sources, ...policy } = r;
     expect(Object.keys(sources).sort()).toEqual(leaves(policy).map(([k]) => k).sort());
   });
 
