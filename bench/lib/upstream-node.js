@@ -1,8 +1,10 @@
 // Fallback upstream when nginx is absent: a node:http server with a fixed
 // 128-byte body. Optional random 503s (--fail-rate 0.2). A second port serves
 // stub_status-like counters so the bench can count attempts at the upstream.
-// Usage: node upstream-node.js --port P --stats-port S [--fail-rate F]
+// With --h2c-port H, the same answer over cleartext HTTP/2 (prior knowledge) on H as well.
+// Usage: node upstream-node.js --port P --stats-port S [--fail-rate F] [--h2c-port H]
 import http from 'node:http';
+import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
 import { BODY_128 } from './body.js';
 
@@ -11,6 +13,7 @@ const { values } = parseArgs({
     port: { type: 'string' },
     'stats-port': { type: 'string' },
     'fail-rate': { type: 'string', default: '0' },
+    'h2c-port': { type: 'string' },
   },
 });
 const failRate = Number(values['fail-rate']);
@@ -18,19 +21,21 @@ const ok = Buffer.from(BODY_128);
 const fail = Buffer.from('upstream says 503\n');
 let requests = 0;
 
-const server = http.createServer((req, res) => {
+const handler = (req, res) => {
   requests++;
   const failing = failRate > 0 && Math.random() < failRate;
   const body = failing ? fail : ok;
   res.writeHead(failing ? 503 : 200, { 'content-type': 'text/plain', 'content-length': body.length });
   res.end(body);
   req.resume();
-});
+};
+const server = http.createServer(handler);
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.requestTimeout = 0;
 server.maxRequestsPerSocket = 0;
 server.listen(Number(values.port), '127.0.0.1');
+if (values['h2c-port']) http2.createServer({ settings: { maxConcurrentStreams: 128 } }, handler).listen(Number(values['h2c-port']), '127.0.0.1');
 
 http
   .createServer((req, res) => {

@@ -35,7 +35,7 @@ function nginxVersion(bin) {
   }
 }
 
-function nginxConf({ dir, port, statsPort, failRate }) {
+function nginxConf({ dir, port, statsPort, failRate, h2cPort }) {
   const pct = Math.round(failRate * 1000) / 10;
   const failBlock =
     failRate > 0
@@ -70,18 +70,33 @@ ${failIf}      return 200 "${body}";
     listen 127.0.0.1:${statsPort};
     location / { stub_status; }
   }
+${h2cPort ? h2cServer(h2cPort, body) : ''}}
+`;
 }
+
+// The same answer over cleartext HTTP/2 with prior knowledge (\`listen … http2\` without ssl),
+// for h2c-to-h1's direct target.
+function h2cServer(h2cPort, body) {
+  return `  server {
+    listen 127.0.0.1:${h2cPort} http2;
+    location / {
+      default_type text/plain;
+      return 200 "${body}";
+    }
+  }
 `;
 }
 
 /**
- * Start the upstream. opts: { failRate = 0, kind: 'auto'|'nginx'|'node' }.
- * Returns { kind, label, port, url, pid, requests(), stop() }.
- * requests() returns the number of requests served on the main port so far.
+ * Start the upstream. opts: { failRate = 0, kind: 'auto'|'nginx'|'node', h2c = false }.
+ * Returns { kind, label, port, url, pid, requests(), stop() }, and with h2c also h2cUrl: the
+ * same process answering cleartext HTTP/2 with prior knowledge on a second port.
+ * requests() returns the number of requests served so far (both ports).
  */
-export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPSTREAM || 'auto' } = {}) {
+export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPSTREAM || 'auto', h2c = false } = {}) {
   const port = await freePort();
   const statsPort = await freePort();
+  const h2cPort = h2c ? await freePort() : null;
   const dir = makeTmpDir('outrigger-bench-upstream-');
   const nginx = kind === 'node' ? null : findNginx();
   if (kind === 'nginx' && !nginx) throw new Error('BENCH_UPSTREAM=nginx but nginx is not installed');
@@ -89,7 +104,7 @@ export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPS
   let label;
   if (nginx) {
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    writeFileSync(join(dir, 'nginx.conf'), nginxConf({ dir, port, statsPort, failRate }));
+    writeFileSync(join(dir, 'nginx.conf'), nginxConf({ dir, port, statsPort, failRate, h2cPort }));
     proc = startProcess(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
       stderrFile: join(dir, 'stderr.log'),
     });
@@ -97,7 +112,16 @@ export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPS
   } else {
     proc = startProcess(
       process.execPath,
-      [join(here, 'upstream-node.js'), '--port', String(port), '--stats-port', String(statsPort), '--fail-rate', String(failRate)],
+      [
+        join(here, 'upstream-node.js'),
+        '--port',
+        String(port),
+        '--stats-port',
+        String(statsPort),
+        '--fail-rate',
+        String(failRate),
+        ...(h2cPort ? ['--h2c-port', String(h2cPort)] : []),
+      ],
       { stderrFile: join(dir, 'stderr.log') },
     );
     label = `node:http ${process.version}${kind === 'node' ? '' : ' (nginx not installed)'}`;
@@ -106,6 +130,7 @@ export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPS
   try {
     await waitForHttp(statsUrl, { proc, what: nginx ? 'nginx upstream' : 'node upstream', timeoutMs: 10000 });
     await waitForPort(port, { proc, timeoutMs: 5000 });
+    if (h2cPort) await waitForPort(h2cPort, { proc, timeoutMs: 5000 });
   } catch (err) {
     await proc.stop();
     throw new Error(`${err.message}\n${tail(join(dir, 'error.log'))}\n${tail(join(dir, 'stderr.log'))}`);
@@ -116,6 +141,7 @@ export async function startUpstream({ failRate = 0, kind = process.env.BENCH_UPS
     label,
     port,
     url: `http://127.0.0.1:${port}`,
+    h2cUrl: h2cPort ? `http://127.0.0.1:${h2cPort}` : null,
     pid: proc.pid,
     async requests() {
       const r = await httpRequest(statsUrl);

@@ -1,8 +1,9 @@
 // Smoke test of the benchmark suite: every scenario for 1 second, 1 round, in one
 // process (`node bench/run.js --smoke`), so the scripts keep working. The
-// figures are not checked, only that each scenario ran and printed its table.
-// Needs dist/ (CI builds before testing); uses nginx when installed.
-import { spawn } from 'node:child_process';
+// figures are not judged: each scenario must run and print its table, and
+// websocket-relay, grpc-unary and h2c-to-h1 must report numbers and no errors.
+// Needs dist/ (CI builds before testing); uses nginx and h2load when installed.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,7 +24,12 @@ const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['memory', '## Memory', '| target | RSS idle MB |'],
   ['websocket', '## WebSocket echo', '| target | messages/s |'],
   ['websocket-relay', '## WebSocket relay', '| mode | target | messages/s |'],
+  ['grpc-unary', '## gRPC unary', '| target | calls/s |'],
+  ['h2c-to-h1', '## h2c to HTTP/1.1', '| mode | target | req/s |'],
 ];
+
+// h2c-to-h1 needs h2load (Debian nghttp2-client); without it the scenario says "not available".
+const H2LOAD = spawnSync(process.env.BENCH_H2LOAD || 'h2load', ['--version'], { stdio: 'ignore', timeout: 5000 }).status === 0;
 
 const out = mkdtempSync(join(tmpdir(), 'outrigger-bench-smoke-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
@@ -68,6 +74,42 @@ function checkWebSocketRelayNumbers(file: string): void {
   }
 }
 
+type Summary = Record<string, Record<string, unknown>>;
+const summaryOf = (file: string): Record<string, unknown> => (JSON.parse(readFileSync(file, 'utf8')) as { summary: Record<string, unknown> }).summary;
+
+// grpc-unary: calls/s for direct and Outrigger, every call OK and echoed right, and the
+// proxy's CPU per call a finite number.
+function checkGrpcUnaryNumbers(file: string): void {
+  const s = summaryOf(file) as Summary;
+  for (const target of ['direct', 'outrigger']) {
+    const t = s[target];
+    expect(t?.supported, `grpc-unary ${target}: ${JSON.stringify(t)}`).toBe(true);
+    expect(t?.callsPerSecond, `grpc-unary ${target}: calls/s`).toBeGreaterThan(0);
+    expect(t?.errors, `grpc-unary ${target}: calls not OK`).toBe(0);
+    expect(t?.mismatches, `grpc-unary ${target}: wrong answers`).toBe(0);
+  }
+  expect(Number.isFinite(s.outrigger?.proxyCpuUsPerCall), 'grpc-unary outrigger: CPU per call is a finite number').toBe(true);
+}
+
+// h2c-to-h1: with h2load, req/s for both targets in both modes, every response 2xx, and
+// Outrigger's CPU per request a finite number; without it, every row "not available".
+function checkH2cToH1Numbers(file: string): void {
+  const s = summaryOf(file) as Record<string, Summary>;
+  for (const mode of ['h2c', 'h1']) {
+    for (const target of ['direct', 'outrigger']) {
+      const t = s[mode]?.[target];
+      if (!H2LOAD) {
+        expect(t?.available, `h2c-to-h1 ${mode} ${target} without h2load: ${JSON.stringify(t)}`).toBe(false);
+        continue;
+      }
+      expect(t?.supported, `h2c-to-h1 ${mode} ${target}: ${JSON.stringify(t)}`).toBe(true);
+      expect(t?.rps, `h2c-to-h1 ${mode} ${target}: req/s`).toBeGreaterThan(0);
+      expect(t?.errors, `h2c-to-h1 ${mode} ${target}: errors or responses not 2xx`).toBe(0);
+      if (target === 'outrigger') expect(Number.isFinite(t?.proxyCpuUsPerReq), `h2c-to-h1 ${mode} outrigger: CPU per request is finite`).toBe(true);
+    }
+  }
+}
+
 describe('bench smoke (node bench/run.js --smoke)', () => {
   it(
     'runs every scenario for 1 second and prints its table',
@@ -89,7 +131,10 @@ describe('bench smoke (node bench/run.js --smoke)', () => {
         expect(files.some((f) => f.startsWith(`${name}-smoke-`) && f.endsWith('.json')), `${name}: no JSON results in ${out}`).toBe(true);
       }
       expect(files).toContain('latest-smoke.json');
-      checkWebSocketRelayNumbers(join(out, files.find((f) => f.startsWith('websocket-relay-smoke-') && f.endsWith('.json')) as string));
+      const fileOf = (name: string): string => join(out, files.find((f) => f.startsWith(`${name}-smoke-`) && f.endsWith('.json')) as string);
+      checkWebSocketRelayNumbers(fileOf('websocket-relay'));
+      checkGrpcUnaryNumbers(fileOf('grpc-unary'));
+      checkH2cToH1Numbers(fileOf('h2c-to-h1'));
     },
     180_000,
   );
