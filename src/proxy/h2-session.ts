@@ -40,8 +40,12 @@ export class H2Client {
     next.once('connect', () => clearTimeout(connectTimer));
     next.once('close', () => clearTimeout(connectTimer));
     // Idle sessions are reaped (undici 7 leaves them open): no frame for keepAliveTimeout and
-    // no stream open closes it; a new request opens a new one.
-    next.setTimeout(this.settings.keepAliveTimeout, () => {
+    // no stream open closes it; a new request opens a new one. The listener is `on`, not the
+    // setTimeout callback (node adds that with `once`): the timer fires again after the next
+    // activity, and a session whose timer once fired while a long stream was open must still
+    // be reaped when it goes idle later.
+    next.setTimeout(this.settings.keepAliveTimeout);
+    next.on('timeout', () => {
       if ((this.open.get(next) ?? 0) === 0 && !next.closed) {
         forget();
         next.close();
