@@ -10,7 +10,7 @@ import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
 import { resolveTarget, upstreamPathOf } from './router.js';
 import { AttemptError } from '../exchange/outcome.js';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { isHttp2 } from './listener.js';
 
 /** The 405 a CONNECT gets, here and on the listener's 'connect' event (app.ts). */
@@ -168,7 +168,7 @@ export function run(state: ProxyState, ex: Exchange, handler: Handler = ex.route
         // A throw while sending (say, an invalid upstream header value): log it, cut the response.
         state.log.error({ err, route: ex.route.name, requestId: ex.requestId }, 'failed to send the response');
         ex.route.metrics.internalError('failed to send the response');
-        ex.res.destroy();
+        cutResponse(ex);
       }
     },
     (err: unknown) => fail(state, ex, err),
@@ -195,7 +195,7 @@ export function fail(state: ProxyState, ex: Exchange, err: unknown): void {
   if (ex.res.writableEnded) return;
   ex.status = r.status;
   if (ex.res.headersSent) {
-    ex.res.destroy();
+    cutResponse(ex);
     return;
   }
   writeErrorResponse(ex.res, r, ex.method);
@@ -307,4 +307,14 @@ function optionsStar(state: ProxyState, m: RouteMetrics, req: IncomingMessage, r
   res.writeHead(200, headers);
   res.end();
   m.request('OPTIONS', 200);
+}
+
+/**
+ * Cuts a response that has started, so the client cannot take it for complete: HTTP/1.1
+ * loses the connection; an HTTP/2 stream is reset with INTERNAL_ERROR (a bare destroy()
+ * would send RST_STREAM NO_ERROR, which a client reads as a clean end).
+ */
+function cutResponse(ex: Exchange): void {
+  if (isHttp2(ex.req)) (ex.res as unknown as Http2ServerResponse).stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+  else ex.res.destroy();
 }
