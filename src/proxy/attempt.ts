@@ -32,6 +32,19 @@ export function isInternalDispatchError(err: unknown): boolean {
 /** A discarded response body up to this size is read off so the socket stays pooled. */
 const DRAIN_LIMIT = 64 * 1024;
 
+/**
+ * What a failed attempt leaves on the exchange, for every transport: whether the request may
+ * have reached the upstream (on a socket, and not a failure that provably never did), and
+ * its outcome in outrigger_upstream_attempts_total.
+ */
+export function noteFailure(ex: Exchange, connected: boolean, err: Error): void {
+  if (connected && !(err instanceof AttemptError && (err.kind === 'connect-failure' || err.kind === 'refused-stream'))) ex.maybeSent = true;
+  if (err instanceof AttemptError) {
+    const outcome = attemptOutcomeOfFailure(err.kind);
+    if (outcome !== null) ex.route.metrics.attempt(outcome);
+  }
+}
+
 export class Attempt implements Reply, Dispatcher.DispatchHandler {
   status = 0;
   head: ResponseHead | null = null;
@@ -388,12 +401,7 @@ export class Attempt implements Reply, Dispatcher.DispatchHandler {
   private settleFailure(err: Error): void {
     if (this.phase === DONE) return;
     this.phase = DONE;
-    // On a socket, and not one of the failures that provably never reached the upstream.
-    if (this.connected && !(err instanceof AttemptError && (err.kind === 'connect-failure' || err.kind === 'refused-stream'))) this.ex.maybeSent = true;
-    if (err instanceof AttemptError) {
-      const outcome = attemptOutcomeOfFailure(err.kind);
-      if (outcome !== null) this.ex.route.metrics.attempt(outcome);
-    }
+    noteFailure(this.ex, this.connected, err);
     const reject = this.reject;
     this.resolve = this.reject = null;
     reject?.(err);

@@ -11,7 +11,8 @@ import type { Exchange, Reply } from './exchange.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { ProxyError, errorResponse, writeErrorResponse } from '../errors.js';
 import { attemptBudget } from '../policies/timeout.js';
-import { AttemptError, attemptOutcomeOfFailure, attemptOutcomeOfStatus, type TimeoutKind } from '../exchange/outcome.js';
+import { AttemptError, attemptOutcomeOfStatus, type TimeoutKind } from '../exchange/outcome.js';
+import { noteFailure } from './attempt.js';
 
 const PENDING = 0;
 const HEADERS = 1;
@@ -355,11 +356,7 @@ export class H2Attempt implements Reply {
   private settleFailure(err: Error): void {
     if (this.phase === DONE) return;
     this.phase = DONE;
-    if (this.connected && !(err instanceof AttemptError && (err.kind === 'connect-failure' || err.kind === 'refused-stream'))) this.ex.maybeSent = true;
-    if (err instanceof AttemptError) {
-      const outcome = attemptOutcomeOfFailure(err.kind);
-      if (outcome !== null) this.ex.route.metrics.attempt(outcome);
-    }
+    noteFailure(this.ex, this.connected, err);
     const reject = this.reject;
     this.resolve = this.reject = null;
     reject?.(err);
