@@ -11,6 +11,7 @@
 // ready within 5 s: { supported: false, reason }.
 import { grpc, loadEcho } from './grpc-common.js';
 import { Histogram } from './histogram.js';
+import { serveLoad } from './worker-protocol.js';
 
 const Echo = loadEcho();
 
@@ -90,12 +91,4 @@ async function run(opts) {
   };
 }
 
-process.on('message', (msg) => {
-  if (msg && msg.type === 'go') {
-    run(msg.opts).then(
-      (result) => process.send({ type: 'result', result }, () => process.exit(0)),
-      (err) => process.send({ type: 'error', error: String(err && err.stack ? err.stack : err) }, () => process.exit(1)),
-    );
-  }
-});
-process.send({ type: 'ready' });
+serveLoad(run);

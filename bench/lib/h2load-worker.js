@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Histogram } from './histogram.js';
+import { serveLoad } from './worker-protocol.js';
 
 function runH2load(bin, args, timeoutMs) {
   return new Promise((resolve, reject) => {
@@ -95,12 +96,4 @@ async function run(opts) {
   }
 }
 
-process.on('message', (msg) => {
-  if (msg && msg.type === 'go') {
-    run(msg.opts).then(
-      (result) => process.send({ type: 'result', result }, () => process.exit(0)),
-      (err) => process.send({ type: 'error', error: String(err && err.stack ? err.stack : err) }, () => process.exit(1)),
-    );
-  }
-});
-process.send({ type: 'ready' });
+serveLoad(run);

@@ -10,6 +10,7 @@
 // second; staggering spreads those bursts across the second.
 import autocannon from 'autocannon';
 import { Histogram } from './histogram.js';
+import { serveLoad } from './worker-protocol.js';
 
 function runOne(opts, hist, codes) {
   return new Promise((resolve, reject) => {
@@ -76,12 +77,4 @@ async function run(opts) {
   };
 }
 
-process.on('message', (msg) => {
-  if (msg && msg.type === 'go') {
-    run(msg.opts).then(
-      (result) => process.send({ type: 'result', result }, () => process.exit(0)),
-      (err) => process.send({ type: 'error', error: String(err && err.stack ? err.stack : err) }, () => process.exit(1)),
-    );
-  }
-});
-process.send({ type: 'ready' });
+serveLoad(run);

@@ -4,6 +4,7 @@
 // percentiles. If the upgrade fails, reports { supported: false, reason }.
 import WebSocket from 'ws';
 import { Histogram } from './histogram.js';
+import { serveLoad } from './worker-protocol.js';
 
 function connect(url, timeoutMs) {
   return new Promise((resolve, reject) => {
@@ -84,12 +85,4 @@ async function run(opts) {
   };
 }
 
-process.on('message', (msg) => {
-  if (msg && msg.type === 'go') {
-    run(msg.opts).then(
-      (result) => process.send({ type: 'result', result }, () => process.exit(0)),
-      (err) => process.send({ type: 'error', error: String(err && err.stack ? err.stack : err) }, () => process.exit(1)),
-    );
-  }
-});
-process.send({ type: 'ready' });
+serveLoad(run);
