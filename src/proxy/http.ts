@@ -35,27 +35,14 @@ export function createProxyHandler(state: ProxyState): (req: IncomingMessage, re
       if (typeof authority === 'string') req.headers.host = authority;
     }
     const method = req.method ?? 'GET';
-    const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
+    const requestId = requestIdOf(req);
     if (method === 'CONNECT') {
       return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_METHOD_NOT_ALLOWED', CONNECT_REFUSED), requestId);
     }
     if (method === 'OPTIONS' && req.url === '*') return optionsStar(state, rt.unmatched, req, res, requestId);
-    const target = resolveTarget(req, rt.config.http);
-    if (target instanceof ProxyError) return reject(state, rt.unmatched, req, res, method, target, requestId, target.status !== 307);
-    const route = rt.router.match(method, target, req.headers);
-    if (route === null) {
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId);
-    }
-    const upstreamPath = upstreamPathOf(route, target);
-    if (upstreamPath === null) {
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', 'the request target climbs out of the route\'s rewritePrefix'), requestId, true);
-    }
-
-    const ex = new Exchange(req, res, route, method, requestId, state);
-    ex.upstreamPath = upstreamPath;
-    ex.path = target.path;
-    ex.via = rt.config.http.via;
-    ex.authority = target.authority;
+    const ex = routeExchange(state, rt, req, res, method, requestId, false);
+    if (ex === null) return;
+    const route = ex.route;
     ex.grpc = isGrpcContentType(req.headers['content-type']);
 
     begin(state, rt, ex);
@@ -143,6 +130,41 @@ function watchUpload(state: ProxyState, ex: Exchange, streamed: boolean): void {
     if (upload !== null) clearTimeout(upload);
     if (deadline !== null) clearTimeout(deadline);
   });
+}
+
+/** The client's x-request-id, or a new one. */
+export function requestIdOf(req: IncomingMessage): string {
+  return firstValue(req.headers['x-request-id']) || randomUUID();
+}
+
+/**
+ * The one routing step of every exchange, HTTP request or upgrade: the target resolved and
+ * normalized, the route matched, the upstream path rewritten. A refusal is answered here
+ * (counted as unmatched) and gives null; `closeAlways` closes the connection after any of
+ * them (an upgrade's socket is not reused), else only after the ones that call for it.
+ */
+export function routeExchange(state: ProxyState, rt: Runtime, req: IncomingMessage, res: ServerResponse, method: string, requestId: string, closeAlways: boolean): Exchange | null {
+  const target = resolveTarget(req, rt.config.http);
+  if (target instanceof ProxyError) {
+    reject(state, rt.unmatched, req, res, method, target, requestId, closeAlways || target.status !== 307);
+    return null;
+  }
+  const route = rt.router.match(method, target, req.headers);
+  if (route === null) {
+    reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId, closeAlways);
+    return null;
+  }
+  const upstreamPath = upstreamPathOf(route, target);
+  if (upstreamPath === null) {
+    reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', "the request target climbs out of the route's rewritePrefix"), requestId, true);
+    return null;
+  }
+  const ex = new Exchange(req, res, route, method, requestId, state);
+  ex.upstreamPath = upstreamPath;
+  ex.path = target.path;
+  ex.via = rt.config.http.via;
+  ex.authority = target.authority;
+  return ex;
 }
 
 /** Counts an exchange as in flight (drain waits for it; its runtime's pools stay open). */

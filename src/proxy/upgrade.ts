@@ -5,15 +5,13 @@
 // and the access log are the HTTP path's own code. What differs lives here: the checks a
 // handshake needs before it may reach the upstream, and the tracker of upgraded connections
 // (websocket.maxConnections, drain, shutdown).
-import { randomUUID } from 'node:crypto';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../errors.js';
 import type { RouteMetrics } from '../admin/metrics.js';
-import { Exchange, type CompiledRoute, type Reply } from './exchange.js';
-import { begin, fail, finish, reject, run, type ProxyState } from './http.js';
-import { resolveTarget, upstreamPathOf } from './router.js';
+import type { CompiledRoute, Exchange, Reply } from './exchange.js';
+import { begin, fail, finish, requestIdOf, routeExchange, run, type ProxyState } from './http.js';
 import { invalidClientHandshake, loadWs, wsAttempt, wsLoaded, type UpgradeOutcome } from './websocket.js';
 import { tunnelAttempt } from './tunnel.js';
 
@@ -86,25 +84,12 @@ export class UpgradeTracker {
     res.once('finish', () => socket.end());
     const rt = state.runtime;
     const method = req.method ?? 'GET';
-    const requestId = firstValue(req.headers['x-request-id']) || randomUUID();
+    const requestId = requestIdOf(req);
     const token = String(req.headers.upgrade ?? '').trim().toLowerCase();
-    const target = resolveTarget(req, rt.config.http);
-    if (target instanceof ProxyError) return reject(state, rt.unmatched, req, res, method, target, requestId, true);
-    const route = rt.router.match(method, target, req.headers);
-    if (route === null) {
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_NO_ROUTE', `no route matches ${method} ${target.host || '(no host)'}${target.path}`), requestId, true);
-    }
-    const upstreamPath = upstreamPathOf(route, target);
-    if (upstreamPath === null) {
-      return reject(state, rt.unmatched, req, res, method, new ProxyError('OUTRIGGER_BAD_REQUEST', "the request target climbs out of the route's rewritePrefix"), requestId, true);
-    }
-
-    const ex = new Exchange(req, res, route, method, requestId, state);
+    const ex = routeExchange(state, rt, req, res, method, requestId, true);
+    if (ex === null) return;
+    const route = ex.route;
     ex.deadline = ex.start + route.config.websocket.handshakeTimeout;
-    ex.upstreamPath = upstreamPath;
-    ex.path = target.path;
-    ex.via = rt.config.http.via;
-    ex.authority = target.authority;
     const m = route.metrics;
     let slot = false;
     let switched = false;
@@ -230,8 +215,4 @@ function outcomeOf(ex: Exchange): UpgradeOutcome {
     default:
       return 'upstream_error';
   }
-}
-
-function firstValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
