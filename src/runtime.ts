@@ -158,7 +158,7 @@ export class Runtime {
         rm.zeroStale();
       }
       if (rc.grpc) rm.zeroGrpc();
-      if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(metrics, UPGRADE_OUTCOMES, CLOSE_REASONS);
+      if (rc.upgrades.includes('websocket')) rm.zeroUpgrades(UPGRADE_OUTCOMES, CLOSE_REASONS);
       let deadLetter: DeadLetterPlan | null = null;
       if (rc.deadLetter.enabled) {
         const journal = openJournal(rc.name, rc.deadLetter, oldJournals.get(journalFile(rc.deadLetter.dir, rc.name)), metrics, log);

@@ -440,10 +440,10 @@ export class RouteMetrics {
   }
 
   /** WebSocket upgrade and close series at 0, for a route that accepts WebSocket upgrades. */
-  zeroUpgrades(m: Metrics, outcomes: readonly string[], reasons: readonly string[]): void {
-    for (const o of outcomes) m.wsUpgrades.labels(this.route, o).inc(0);
-    for (const r of reasons) m.wsClosed.labels(this.route, r).inc(0);
-    m.wsConnections.labels(this.route).inc(0);
+  zeroUpgrades(outcomes: readonly string[], reasons: readonly string[]): void {
+    for (const o of outcomes) this.m.wsUpgrades.labels(this.route, o).inc(0);
+    for (const r of reasons) this.m.wsClosed.labels(this.route, r).inc(0);
+    this.m.wsConnections.labels(this.route).inc(0);
   }
 
   /** A finished WebSocket handshake (outrigger_websocket_upgrades_total). */
