@@ -4,10 +4,14 @@
 // response), and send() streams the body to the client with backpressure, then the
 // trailers; discard() cancels the stream. A client that leaves cancels the upstream stream
 // (RST_STREAM CANCEL); an upstream reset after the head went out resets the client's
-// stream, and one before gets the proxy's own error (a grpc-status for gRPC calls).
+// stream, and one before gets the proxy's own error (a grpc-status for gRPC calls). The
+// client's request trailers follow its body upstream, and bodyTimeout bounds each idle gap
+// of the stream once the response streams (data either way counts, so a bidi call whose
+// client talks stays up), as undici enforces it for http1.
 import { constants, type ClientHttp2Stream, type Http2ServerResponse, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Exchange, Reply } from './exchange.js';
+import type { BodyTap } from '../exchange/exchange.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { ProxyError, errorResponse, writeErrorResponse } from '../errors.js';
 import { attemptBudget } from '../policies/timeout.js';
@@ -23,6 +27,9 @@ const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = const
 
 /** Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2), dropped from responses too. */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
+/** Fields a trailer section must not carry (RFC 9110 6.5.1: framing, routing, controls). */
+const NOT_TRAILERS = new Set([...CONNECTION_SPECIFIC, 'content-length', 'content-type', 'host', 'trailer', 'authorization', 'cookie', 'set-cookie', 'expect', 'range', 'cache-control', 'max-forwards']);
+const NO_TRAILERS: Record<string, string> = {};
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'ECONNRESET', 'ERR_SSL_WRONG_VERSION_NUMBER']);
 
 /** grpc-timeout for `ms` milliseconds (gRPC over HTTP/2: at most 8 digits). */
@@ -40,6 +47,18 @@ function responsePairs(h: IncomingHttpHeaders): string[] {
     else out.push(k, String(v));
   }
   return out;
+}
+
+/** The client's request trailers, as HTTP/2 may carry them upstream. */
+function requestTrailers(t: Record<string, string | string[] | undefined> | undefined): Record<string, string> {
+  if (t === undefined) return NO_TRAILERS;
+  let out: Record<string, string> | null = null;
+  for (const k in t) {
+    const v = t[k];
+    if (v === undefined || k.charCodeAt(0) === 58 || NOT_TRAILERS.has(k)) continue;
+    (out ??= {})[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out ?? NO_TRAILERS;
 }
 
 function trailerRecord(h: IncomingHttpHeaders): Record<string, string> {
@@ -74,6 +93,12 @@ export class H2Attempt implements Reply {
   private ended = false;
   private trailers: IncomingHttpHeaders | null = null;
   private headPending = false;
+  /** A copy of the body goes here as it streams (the stale-if-error cache); null on most routes. */
+  private tapSink: BodyTap | null = null;
+  private tappedBytes = 0;
+  /** bodyTimeout while the response streams: refreshed by data either way, off while the client holds us back. */
+  private idleTimer: NodeJS.Timeout | null = null;
+  private paused = false;
 
   get retryAfter(): string | null {
     return this.retry;
@@ -117,7 +142,7 @@ export class H2Attempt implements Reply {
       const empty = body === null || (Buffer.isBuffer(body) && body.length === 0);
       let opened;
       try {
-        opened = endpoint.h2.request(this.requestHeaders(endpoint.origin, endpoint.authority, ms), empty);
+        opened = endpoint.h2.request(this.requestHeaders(endpoint.origin, endpoint.authority, ms), empty, !empty);
       } catch (err) {
         this.fail(new AttemptError('connect-failure', err));
         return;
@@ -131,6 +156,10 @@ export class H2Attempt implements Reply {
       stream.on('error', (err: Error) => (this.error ??= err));
       stream.once('close', this.onClose);
       if (!empty) {
+        // The request's trailers are known once its body ended, which is when node asks.
+        stream.once('wantTrailers', () => {
+          if (!stream.destroyed) stream.sendTrailers(requestTrailers(ex.req.trailers));
+        });
         if (Buffer.isBuffer(body)) stream.end(body);
         else this.pipeBody(body as Readable, stream);
       }
@@ -231,21 +260,40 @@ export class H2Attempt implements Reply {
         res.writeHead(this.status, this.head);
         res.end();
       }
+      this.closeTap(true);
       stream.resume();
       return;
     }
     if (this.error !== null || stream.destroyed) {
       this.phase = DONE;
+      this.closeTap(false);
       this.upstreamReset();
       return;
     }
     this.phase = STREAM;
     this.headPending = true;
+    const idle = ex.route.config.bodyTimeout;
+    if (idle > 0) {
+      this.idleTimer = setTimeout(this.onIdle, idle);
+      const body = ex.body;
+      if (body !== null && !Buffer.isBuffer(body) && !(body as Readable).readableEnded) (body as Readable).on('data', this.touch);
+    }
     stream.on('data', this.onData);
     stream.once('end', this.onEnd);
   }
 
+  /**
+   * Tees the body into `tap` as it streams. An HTTP/2 body's end is always explicit
+   * (END_STREAM), so only a Content-Length it falls short of makes it a cut.
+   */
+  tap(tap: BodyTap): boolean {
+    if (this.phase !== HEADERS || this.error !== null || this.tapSink !== null) return false;
+    this.tapSink = tap;
+    return true;
+  }
+
   discard(): void {
+    this.closeTap(false);
     if (this.phase !== HEADERS) return;
     this.phase = DONE;
     this.closeStream();
@@ -263,17 +311,56 @@ export class H2Attempt implements Reply {
     if (this.headPending) this.writeHead();
     this.ex.bytesOut += chunk.length;
     const res = this.ex.res;
-    if (!res.write(chunk)) {
-      const stream = this.stream as ClientHttp2Stream;
-      stream.pause();
-      res.once('drain', () => stream.resume());
+    const ok = res.write(chunk);
+    if (this.tapSink !== null) {
+      this.tappedBytes += chunk.length;
+      this.tapSink.data(chunk);
     }
+    if (!ok) {
+      // A slow client is not an idle upstream: the body timer waits while we hold back.
+      this.paused = true;
+      this.clearIdle();
+      (this.stream as ClientHttp2Stream).pause();
+      res.once('drain', this.onDrain);
+    } else this.idleTimer?.refresh();
+  };
+
+  private readonly onDrain = (): void => {
+    this.paused = false;
+    if (this.phase !== STREAM) return;
+    const idle = this.ex.route.config.bodyTimeout;
+    if (idle > 0) this.idleTimer = setTimeout(this.onIdle, idle);
+    (this.stream as ClientHttp2Stream).resume();
+  };
+
+  /** Request-body data keeps a streaming exchange alive too. */
+  private readonly touch = (): void => {
+    if (!this.paused) this.idleTimer?.refresh();
+  };
+
+  /** No data either way for bodyTimeout while the response streamed: cut both sides, as for http1. */
+  private readonly onIdle = (): void => {
+    this.idleTimer = null;
+    if (this.phase !== STREAM || this.paused) return;
+    this.phase = DONE;
+    this.stopStreaming();
+    this.closeTap(false);
+    this.ex.route.metrics.timeout('body');
+    this.closeStream();
+    if (this.headPending) {
+      this.upstreamReset();
+      return;
+    }
+    // INTERNAL_ERROR: a CANCEL reads as a clean end to some clients (node's among them).
+    this.cutClient(NGHTTP2_INTERNAL_ERROR);
   };
 
   private readonly onEnd = (): void => {
     this.ended = true;
     if (this.phase !== STREAM) return;
     this.phase = DONE;
+    this.stopStreaming();
+    this.closeTap(true);
     if (this.headPending) this.writeHead();
     const res = this.ex.res;
     const t = this.trailers;
@@ -301,17 +388,55 @@ export class H2Attempt implements Reply {
     }
     if (this.phase === STREAM && !this.ended) {
       this.phase = DONE;
+      this.stopStreaming();
+      this.closeTap(false);
       if (this.headPending) {
         this.upstreamReset();
         return;
       }
-      // Cut mid-body: the client's response is reset too, never made to look complete.
-      this.ex.truncated = true;
-      const res = this.ex.res;
-      if (this.ex.req.httpVersionMajor === 2) (res as unknown as Http2ServerResponse).stream.close(stream.rstCode || NGHTTP2_INTERNAL_ERROR);
-      else res.destroy();
+      this.cutClient(stream.rstCode || NGHTTP2_INTERNAL_ERROR);
+      return;
     }
+    this.closeTap(false);
   };
+
+  /** Cut mid-body: the client's response is reset too, never made to look complete. */
+  private cutClient(code: number): void {
+    this.ex.truncated = true;
+    const res = this.ex.res;
+    if (this.ex.req.httpVersionMajor === 2) (res as unknown as Http2ServerResponse).stream.close(code);
+    else res.destroy();
+  }
+
+  private stopStreaming(): void {
+    this.clearIdle();
+    const body = this.ex.body;
+    if (body !== null && !Buffer.isBuffer(body)) (body as Readable).off('data', this.touch);
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  /** Ends the tap once: whole only if the stream ended and as long as Content-Length said. */
+  private closeTap(complete: boolean): void {
+    const tap = this.tapSink;
+    if (tap === null) return;
+    this.tapSink = null;
+    const cl = this.headerValue('content-length');
+    const bodiless = this.status === 204 || this.status === 304 || this.ex.method === 'HEAD';
+    if (complete && (bodiless || cl === null || Number(cl) === this.tappedBytes)) tap.end();
+    else tap.abort();
+  }
+
+  private headerValue(name: string): string | null {
+    const h = this.head;
+    for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1] as string;
+    return null;
+  }
 
   /** The upstream reset the stream before any byte reached the client: the proxy's own error. */
   private upstreamReset(): void {
@@ -333,6 +458,8 @@ export class H2Attempt implements Reply {
   private readonly cancel = (err: Error): void => {
     if (this.phase === STREAM || this.phase === HEADERS) {
       this.phase = DONE;
+      this.stopStreaming();
+      this.closeTap(false);
       this.closeStream();
       return;
     }

@@ -2,8 +2,10 @@
 // endpoint is replaced after a GOAWAY, reaped once idle for keepAliveTimeout (never while a
 // stream is open), and an upstream reset after the response head and part of the body
 // reaches the client as a reset stream (HTTP/2) or a cut connection (HTTP/1.1), counted in
-// outrigger_responses_truncated_total.
-import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+// outrigger_responses_truncated_total. Request trailers reach the upstream, bodyTimeout
+// bounds an idle stream, maxConnections caps the sessions opened when the peer's stream
+// limit is reached, and the stale-if-error cache keeps HTTP/2 answers.
+import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,7 +13,7 @@ import { metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_CANCEL } = constants;
 
 interface SeenStream {
   /** Index of the upstream session (in order of arrival) the stream came on. */
@@ -19,6 +21,8 @@ interface SeenStream {
   method: string;
   path: string;
   body: string;
+  /** The request's trailers, if it sent any. */
+  trailers: IncomingHttpHeaders | null;
   stream: ServerHttp2Stream;
 }
 
@@ -34,11 +38,11 @@ interface H2Upstream {
 type H2Handler = (s: SeenStream) => void;
 
 /** A node:http2 h2c server; the handler runs once the request body has been read. */
-async function startH2(handler: H2Handler): Promise<H2Upstream> {
+async function startH2(handler: H2Handler, settings: Settings = {}): Promise<H2Upstream> {
   const sessions: ServerHttp2Session[] = [];
   const closedAt = new Map<number, number>();
   const seen: SeenStream[] = [];
-  const server: Http2Server = createServer();
+  const server: Http2Server = createServer({ settings });
   server.on('session', (s: ServerHttp2Session) => {
     const i = sessions.push(s) - 1;
     s.once('close', () => closedAt.set(i, performance.now()));
@@ -47,10 +51,12 @@ async function startH2(handler: H2Handler): Promise<H2Upstream> {
   server.on('stream', (stream, headers) => {
     const session = sessions.indexOf(stream.session as ServerHttp2Session);
     const chunks: Buffer[] = [];
+    let trailers: IncomingHttpHeaders | null = null;
     stream.on('error', () => {});
     stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = t));
     stream.on('end', () => {
-      const s: SeenStream = { session, method: String(headers[':method']), path: String(headers[':path']), body: Buffer.concat(chunks).toString(), stream };
+      const s: SeenStream = { session, method: String(headers[':method']), path: String(headers[':path']), body: Buffer.concat(chunks).toString(), trailers, stream };
       seen.push(s);
       handler(s);
     });
@@ -324,5 +330,210 @@ describe('an upstream reset mid-body', () => {
       timeout: 5000,
       what: 'the truncated response to be counted',
     });
+  });
+});
+
+describe('request trailers to an HTTP/2 upstream', () => {
+  it('an HTTP/2 client’s trailers follow its body upstream; forbidden fields are dropped', async () => {
+    up = await startH2((st) => answer(st, ` ${st.body}`));
+    px = await startProxy(h2cfg(up.url));
+    client = connect(px.url);
+    const got = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const st = (client as ClientHttp2Session).request({ ':method': 'POST', ':path': '/upload' }, { waitForTrailers: true });
+      st.once('wantTrailers', () => st.sendTrailers({ 'x-checksum': 'c0ffee', 'content-length': '3' }));
+      let status = 0;
+      let body = '';
+      st.on('response', (h) => (status = Number(h[':status'])));
+      st.on('data', (c: Buffer) => (body += c.toString()));
+      st.on('end', () => resolve({ status, body }));
+      st.on('error', reject);
+      st.end('abc');
+    });
+    expect(got).toEqual({ status: 200, body: 'session 0 POST /upload abc' });
+    const seen = up.seen[0] as SeenStream;
+    expect(seen.trailers?.['x-checksum']).toBe('c0ffee');
+    expect(seen.trailers?.['content-length']).toBeUndefined();
+  });
+
+  it('a chunked HTTP/1.1 client’s trailers reach an h2c upstream', async () => {
+    up = await startH2((st) => answer(st, ` ${st.body}`));
+    px = await startProxy(h2cfg(up.url));
+    const u = new URL(px.url);
+    const got = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const r = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: '/chunked', agent: false, headers: { trailer: 'x-digest' } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      r.on('error', reject);
+      r.write('one-');
+      r.addTrailers({ 'x-digest': 'sha-256=abc' });
+      r.end('two');
+    });
+    expect(got).toEqual({ status: 200, body: 'session 0 PUT /chunked one-two' });
+    expect(up.seen[0]?.trailers?.['x-digest']).toBe('sha-256=abc');
+  });
+
+  it('a body without trailers ends the upstream stream cleanly (no empty trailer section needed)', async () => {
+    up = await startH2((st) => answer(st, ` ${st.body}`));
+    px = await startProxy(h2cfg(up.url));
+    const r = await req(px.url, { method: 'POST', path: '/plain', body: 'xyz' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('session 0 POST /plain xyz');
+    expect(up.seen[0]?.trailers ?? null).toBeNull();
+  });
+});
+
+describe('bodyTimeout on an HTTP/2 upstream', () => {
+  it('a stream idle for bodyTimeout after part of the body is cut on both sides and counted', async () => {
+    let upstreamRst: number | undefined;
+    up = await startH2((st) => {
+      st.stream.respond({ ':status': 200, 'content-type': 'text/plain' });
+      st.stream.write('partial-');
+      st.stream.on('close', () => (upstreamRst = st.stream.rstCode));
+    });
+    px = await startProxy(h2cfg(up.url, {}, { bodyTimeout: '300ms' }));
+    client = connect(px.url);
+    const t0 = performance.now();
+    const got = await new Promise<{ body: string; ended: boolean; rstCode: number | undefined }>((resolve) => {
+      const st = (client as ClientHttp2Session).request({ ':method': 'GET', ':path': '/stall' });
+      let body = '';
+      let ended = false;
+      st.on('data', (c: Buffer) => (body += c.toString()));
+      st.on('end', () => (ended = true));
+      st.on('error', () => {});
+      st.on('close', () => resolve({ body, ended, rstCode: st.rstCode }));
+    });
+    const took = performance.now() - t0;
+    expect(got.body).toBe('partial-');
+    expect(got.ended).toBe(false);
+    // INTERNAL_ERROR, not CANCEL: node's client reads a CANCEL as a clean end.
+    expect(got.rstCode).toBe(NGHTTP2_INTERNAL_ERROR);
+    expect(took).toBeGreaterThanOrEqual(250);
+    await waitFor(() => upstreamRst === NGHTTP2_CANCEL, { timeout: 5000, what: 'the upstream stream to be cancelled' });
+    expect(await metricValue(px.metricsUrl, 'outrigger_timeouts_total', { route: 'h2', kind: 'body' })).toBe(1);
+    await waitFor(async () => (await metricValue(px?.metricsUrl as string, 'outrigger_responses_truncated_total', { route: 'h2' })) === 1, {
+      timeout: 5000,
+      what: 'the truncated response to be counted',
+    });
+  });
+
+  it('a stream that keeps sending, or whose client keeps sending, outlives bodyTimeout', async () => {
+    // Answers at once (not after the request body, as startH2 does).
+    const server = createServer();
+    const sessions: ServerHttp2Session[] = [];
+    server.on('session', (ss: ServerHttp2Session) => sessions.push(ss));
+    server.on('stream', (st: ServerHttp2Stream, h: IncomingHttpHeaders) => {
+      st.on('error', () => {});
+      st.respond({ ':status': 200 });
+      if (h[':path'] === '/ticks') {
+        let n = 0;
+        const t = setInterval(() => {
+          if (st.destroyed) return clearInterval(t);
+          st.write(`t${n}`);
+          if (++n === 8) {
+            clearInterval(t);
+            st.end();
+          }
+        }, 150);
+      } else {
+        // Silent until the client is done: only the client's data keeps the stream alive.
+        let body = '';
+        st.on('data', (c: Buffer) => (body += c.toString()));
+        st.on('end', () => st.end(`got ${body}`));
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      px = await startProxy(h2cfg(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, {}, { bodyTimeout: '400ms', timeout: '10s' }));
+      client = connect(px.url);
+      const c = client;
+      const call = (path: string, send: boolean) =>
+        new Promise<{ body: string; ended: boolean }>((resolve) => {
+          const st = c.request({ ':method': 'POST', ':path': path });
+          let body = '';
+          let ended = false;
+          st.on('data', (d: Buffer) => (body += d.toString()));
+          st.on('end', () => (ended = true));
+          st.on('error', () => {});
+          st.on('close', () => resolve({ body, ended }));
+          if (!send) {
+            st.end();
+            return;
+          }
+          let n = 0;
+          const t = setInterval(() => {
+            if (st.destroyed) return clearInterval(t);
+            if (++n < 8) st.write(`c${n}`);
+            else {
+              clearInterval(t);
+              st.end();
+            }
+          }, 150);
+        });
+      // Both last about 1.2 s, three times bodyTimeout, with no gap over 150 ms one way or the other.
+      const [ticks, talk] = await Promise.all([call('/ticks', false), call('/talk', true)]);
+      expect(ticks).toEqual({ body: 't0t1t2t3t4t5t6t7', ended: true });
+      expect(talk).toEqual({ body: 'got c1c2c3c4c5c6c7', ended: true });
+      expect(await metricValue(px.metricsUrl, 'outrigger_timeouts_total', { route: 'h2', kind: 'body' })).toBe(0);
+    } finally {
+      for (const ss of sessions) ss.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
+describe('maxConnections on an HTTP/2 upstream', () => {
+  it('opens another session when each is at the peer’s stream limit, up to maxConnections, and queues past that', async () => {
+    const held: SeenStream[] = [];
+    up = await startH2((st) => held.push(st), { maxConcurrentStreams: 2 });
+    px = await startProxy(h2cfg(up.url, { maxConnections: 3 }, { timeout: '10s' }));
+    // The first request learns the peer's limit (its SETTINGS), so the rest are placed by it.
+    const first = req(px.url, { path: '/0' });
+    await waitFor(() => held.length === 1, { timeout: 5000, what: 'the first request upstream' });
+    const rest = [1, 2, 3, 4, 5, 6, 7].map((i) => req(px?.url as string, { path: `/${i}` }));
+    // 3 sessions × 2 streams upstream at once; the last two wait in the proxy's queue.
+    await waitFor(() => held.length === 6, { timeout: 5000, what: 'six streams upstream' });
+    await sleep(100);
+    expect(held).toHaveLength(6);
+    expect(up.sessions).toHaveLength(3);
+    const perSession = [0, 1, 2].map((i) => held.filter((h) => h.session === i).length);
+    expect(perSession).toEqual([2, 2, 2]);
+    // Releasing streams lets the queued ones through, on the same three sessions.
+    for (const h of held.splice(0)) answer(h);
+    await waitFor(() => held.length === 2, { timeout: 5000, what: 'the queued two upstream' });
+    for (const h of held.splice(0)) answer(h);
+    const all = await Promise.all([first, ...rest]);
+    expect(all.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 200]);
+    expect(up.sessions).toHaveLength(3);
+  });
+});
+
+describe('stale-if-error on an HTTP/2 upstream', () => {
+  it('keeps an h2c answer and serves it when the upstream later fails', async () => {
+    let failing = false;
+    up = await startH2((st) => {
+      if (failing) {
+        st.stream.respond({ ':status': 503 });
+        st.stream.end('down');
+        return;
+      }
+      st.stream.respond({ ':status': 200, 'content-type': 'text/plain', 'content-length': '5', 'cache-control': 'max-age=60' });
+      st.stream.end('fresh');
+    });
+    px = await startProxy(h2cfg(up.url, {}, { retry: { attempts: 0 }, fallback: { on: ['5xx'], staleIfError: {} } }));
+    const a = await req(px.url, { path: '/doc' });
+    expect(a.status).toBe(200);
+    expect(a.body).toBe('fresh');
+    failing = true;
+    const b = await req(px.url, { path: '/doc' });
+    expect(b.status).toBe(200);
+    expect(b.body).toBe('fresh');
+    expect(b.headers['x-outrigger-fallback']).toBe('stale');
+    expect(await metricValue(px.metricsUrl, 'outrigger_stale_served_total', { route: 'h2' })).toBe(1);
+    // A body that ends short of its Content-Length is never kept.
+    failing = false;
+    const c = await req(px.url, { path: '/other' });
+    expect(c.status).toBe(200);
   });
 });
