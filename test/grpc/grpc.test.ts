@@ -160,6 +160,45 @@ describe('gRPC through the proxy (grpc-js client and server, h2c both sides)', (
     expect(ms).toBeLessThan(1000);
   });
 
+  it('a server stream quiet for longer than bodyTimeout is cut (INTERNAL), one that keeps talking is not', async () => {
+    let cancelled = false;
+    const up = await startServer({
+      ...echoImpl,
+      ServerStream(call: any) {
+        call.on('cancelled', () => (cancelled = true));
+        if (call.request.text === 'quiet') {
+          call.write({ text: 'first', n: 0 });
+          return; // then nothing
+        }
+        let i = 0;
+        const t = setInterval(() => {
+          if (call.cancelled) return clearInterval(t);
+          call.write({ text: `s${i}`, n: i });
+          if (++i === 6) {
+            clearInterval(t);
+            call.end();
+          }
+        }, 100);
+      },
+    });
+    px = await startProxy(proxyCfg(up, { bodyTimeout: '300ms' }));
+    const c = client();
+    const run = (text: string) =>
+      new Promise<{ got: string[]; err: grpc.ServiceError | null }>((resolve) => {
+        const got: string[] = [];
+        const call = c.ServerStream({ text, n: 0 });
+        call.on('data', (m: Msg) => got.push(m.text));
+        call.on('error', (err: grpc.ServiceError) => resolve({ got, err }));
+        call.on('end', () => setImmediate(() => resolve({ got, err: null })));
+      });
+    const [quiet, talking] = await Promise.all([run('quiet'), run('talk')]);
+    expect(quiet.got).toEqual(['first']);
+    expect(quiet.err?.code).toBe(grpc.status.INTERNAL);
+    expect(talking).toEqual({ got: ['s0', 's1', 's2', 's3', 's4', 's5'], err: null });
+    await waitFor(() => cancelled, { timeout: 3000, what: 'the quiet call to be cancelled upstream' });
+    expect(await metricValue(px.metricsUrl, 'outrigger_timeouts_total', { route: 'g', kind: 'body' })).toBe(1);
+  });
+
   it('retries UNAVAILABLE trailers-only (the server sees two calls), not once a message was streamed', async () => {
     let calls = 0;
     let streams = 0;
