@@ -26,6 +26,7 @@ const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['websocket-relay', '## WebSocket relay', '| mode | target | messages/s |'],
   ['grpc-unary', '## gRPC unary', '| target | calls/s |'],
   ['h2c-to-h1', '## h2c to HTTP/1.1', '| mode | target | req/s |'],
+  ['route-scale', '## Route scale', '| routes | req/s |'],
 ];
 
 // h2c-to-h1 needs h2load (Debian nghttp2-client); without it the scenario says "not available".
