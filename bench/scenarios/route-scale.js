@@ -282,7 +282,7 @@ export async function run(ctx) {
       ];
     });
     const table1 = mdTable(
-      ['routes', 'req/s', '× 1 route', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'CPU × 1 route', 'upstream req/response', "last route's 200s (proxy) / responses", "other routes' 200s", 'responses'],
+      ['routes', 'req/s', '× 1 route', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'CPU × 1 route', 'upstream req/response', "last route's 200s (proxy) / responses, warm-up included", "other routes' 200s", 'responses in the rounds'],
       rows1,
     );
 
