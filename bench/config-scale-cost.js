@@ -1,7 +1,7 @@
 // Where a reload and a /metrics scrape spend their time as the config grows: 1, 100 and 1,000
 // routes of route-scale's config (lib/outrigger.js routeScaleConfig), in this process, no
 // HTTP. ms per call of:
-//   - the YAML parse alone (the `yaml` package, as src/config/load.ts calls it), and
+//   - the YAML parse alone (js-yaml's loadAll, as src/config/load.ts calls it), and
 //     JSON.parse of the same document;
 //   - loadConfigText: parse, schema, defaults and presets, freeze (a .yaml path parses YAML,
 //     a .json path JSON.parse);
@@ -12,7 +12,8 @@
 //   node bench/config-scale-cost.js        (after npm run build; BENCH_DIST=<dir> for another build)
 import { resolve, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { loadAll } from 'js-yaml';
+const parseYaml = (text) => loadAll(text, { maxAliases: 100 })[0];
 import { routeScaleConfig, repoRoot } from './lib/outrigger.js';
 
 const dist = resolve(process.env.BENCH_DIST || join(repoRoot, 'dist'));
@@ -52,7 +53,7 @@ for (const n of [1, 100, 1000]) {
   rows.push({
     routes: n,
     configBytes: Buffer.byteLength(text),
-    yamlParseMs: round(time(() => parseYaml(text, { prettyErrors: true }), iterations)),
+    yamlParseMs: round(time(() => parseYaml(text), iterations)),
     jsonParseMs: round(time(() => JSON.parse(json), iterations)),
     loadYamlMs: round(time(() => loadConfigText(text, '/tmp/scale.yaml'), iterations)),
     loadJsonMs: round(time(() => loadConfigText(json, '/tmp/scale.json'), iterations)),

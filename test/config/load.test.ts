@@ -188,6 +188,22 @@ describe('a corpus of bad configs', () => {
     expect(p).toMatch(/^YAML syntax error at line 1, column \d+/);
   });
 
+  it('YAML is 1.2 core: on/yes stay strings, no dates or merge keys; duplicate keys, several documents and over 100 aliases are refused', () => {
+    const [dup] = problemsOf('routes: []\nroutes: []\n');
+    expect(dup).toMatch(/^YAML syntax error at line 2, column 1: duplicated mapping key/);
+    const [multi] = problemsOf('routes: []\n---\nroutes: []\n');
+    expect(multi).toBe('YAML syntax error: expected one YAML document, found 2 (separated by ---)');
+    const many = `x-anchor: &a [1]\nx-uses: [${Array(101).fill('*a').join(', ')}]\nroutes: []\n`;
+    const [aliases] = problemsOf(many);
+    expect(aliases).toMatch(/^YAML syntax error at line 2, .*maxAliases \(100\)/);
+    // 100 are fine (the keys are then unknown to the schema, which says so).
+    const fine = problemsOf(`x-anchor: &a [1]\nx-uses: [${Array(100).fill('*a').join(', ')}]\nroutes: []\n`);
+    expect(fine.join('\n')).not.toMatch(/YAML syntax error/);
+    const c = loadConfigText('upstreams: { on: { endpoints: ["http://127.0.0.1:1"] } }\nroutes:\n  - { name: yes, match: { pathPrefix: / }, upstream: on }\n  - { name: 2001-12-14, match: { pathPrefix: /d }, upstream: on }\n', '/tmp/y.yaml').config;
+    expect(c.routes.map((r) => r.name)).toEqual(['yes', '2001-12-14']);
+    expect(problemsOf('routes: []\nx: &b { a: 1 }\ndefaults: { <<: *b }\n').join('\n')).toMatch(/<</);
+  });
+
   it('puts every problem, one per line, in the error message', () => {
     try {
       loadConfigText(`${UP}routes: [{ name: r0, upstream: b }, { name: r0, upstream: a }]\n`, '/x/c.yaml');
