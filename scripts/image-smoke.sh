@@ -165,7 +165,7 @@ for dev in vitest typescript eslint; do
 done
 
 # 3. The example config at the image's config path, with listen addresses on free ports.
-#    Uses the installed production `yaml` package, so it also proves that it is there.
+#    Uses the installed production `js-yaml` package, so it also proves that it is there.
 read -r proxy_port admin_port metrics_port status_port < <(node -e '
   const net = require("node:net");
   const servers = [0, 1, 2, 3].map(() => net.createServer());
@@ -177,9 +177,9 @@ config="$work/etc/outrigger/outrigger.yaml"
 # HEALTHCHECK asks. Prints the bundled status port, which the HEALTHCHECK is then moved off.
 bundled_status_port="$(cd "$app" && node --input-type=module -e '
   import { readFileSync } from "node:fs";
-  import { parse } from "yaml";
+  import { load } from "js-yaml";
   const [src, df] = process.argv.slice(1);
-  const cfg = parse(readFileSync(src, "utf8")) ?? {};
+  const cfg = load(readFileSync(src, "utf8")) ?? {};
   const { health, expose } = JSON.parse(readFileSync(df, "utf8"));
   const port = (addr) => Number(/:(\d+)$/.exec(addr ?? "")?.[1]);
   const problems = [];
@@ -193,15 +193,15 @@ bundled_status_port="$(cd "$app" && node --input-type=module -e '
 ' "$app/config/outrigger.yaml" "$work/dockerfile.json")" || exit 1
 (cd "$app" && node --input-type=module -e '
   import { readFileSync, writeFileSync } from "node:fs";
-  import { parse, stringify } from "yaml";
+  import { load, dump } from "js-yaml";
   const [src, dst, proxy, admin, metrics, status] = process.argv.slice(1);
-  const cfg = parse(readFileSync(src, "utf8")) ?? {};
+  const cfg = load(readFileSync(src, "utf8")) ?? {};
   cfg.listen = `127.0.0.1:${proxy}`;
   cfg.admin = { ...cfg.admin, listen: `127.0.0.1:${admin}` };
   cfg.metrics = { ...cfg.metrics, listen: `127.0.0.1:${metrics}` };
   if (cfg.status) cfg.status = { ...cfg.status, listen: `127.0.0.1:${status}` };
   cfg.drain = { ...cfg.drain, delay: "200ms", timeout: "2s" };  // a quick shutdown for the test
-  writeFileSync(dst, stringify(cfg));
+  writeFileSync(dst, dump(cfg));
 ' "$app/config/outrigger.yaml" "$config" "$proxy_port" "$admin_port" "$metrics_port" "$status_port")
 
 # The app directory is read-only at run time, as with a read-only root filesystem (this
