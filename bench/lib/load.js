@@ -2,7 +2,7 @@
 // the watched processes right before the load starts and right after it ends.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, rssMB, track } from './proc.js';
+import { cpuSeconds, pinCpus, rssMB, track } from './proc.js';
 
 const workerPath = fileURLToPath(new URL('./load-worker.js', import.meta.url));
 
@@ -12,14 +12,20 @@ const workerPath = fileURLToPath(new URL('./load-worker.js', import.meta.url));
  *       plus watch: { name: pid } (processes to account CPU for),
  *       sampleRss: { name: pid } (sampled every 250 ms; max and samples returned),
  *       worker: path of an alternative worker script (same protocol),
- *       onStart(): called right after the load has been told to go.
+ *       onStart(): called right after the load has been told to go,
+ *       cpus: a taskset CPU list for the load generator (e.g. '1'), or undefined.
  * Returns the worker's result plus cpu: { name: { seconds, usPerResponse } }, rss.
  */
 export function runLoad(opts) {
-  const { watch = {}, sampleRss = {}, worker = workerPath, onStart, ...workerOpts } = opts;
+  const { watch = {}, sampleRss = {}, worker = workerPath, onStart, cpus, ...workerOpts } = opts;
   return new Promise((resolve, reject) => {
     const child = fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     track(child);
+    if (cpus !== undefined && !pinCpus(child.pid, cpus)) {
+      child.kill('SIGKILL');
+      reject(new Error(`could not pin the load generator to CPU ${cpus}`));
+      return;
+    }
     const hardTimeoutMs = ((workerOpts.duration || 1) + 5) * 1000 + 30000;
     const killer = setTimeout(() => {
       child.kill('SIGKILL');

@@ -1,8 +1,8 @@
 // Process helpers: spawn and track children, CPU and RSS from /proc, free ports, readiness polling.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { readFileSync, openSync, closeSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
 
@@ -238,3 +238,19 @@ export function tail(file, lines = 20) {
     return '';
   }
 }
+
+/**
+ * CPU affinity for a process and all its threads (`taskset -a -p -c LIST PID`), so a
+ * proxy can be measured with the load generator on another core. Returns false when
+ * taskset is missing or refuses; callers then report the pinned run as not available.
+ */
+export function pinCpus(pid, list) {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', list, String(pid)], { stdio: 'ignore', timeout: 5000 });
+  return r.status === 0;
+}
+
+/** Whether pinning is possible here: taskset runs and there are at least two CPUs. */
+export function canPin() {
+  return os.cpus().length >= 2 && spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore', timeout: 5000 }).status === 0;
+}
+
