@@ -254,17 +254,17 @@ export class Metrics {
       new RequestsFamily(this.requests, g),
       new DurationFamily(this.duration, g),
       new AttemptsFamily(this.attempts, g),
-      new SeriesFamily(this.retries, g, RETRY_REASONS, (r, i) => r.retries[i]),
-      new SeriesFamily(this.budgetExhausted, g, one, (r) => r.exhausted),
-      new SeriesFamily(this.fallbacks, g, FALLBACK_ON, (r, i) => r.fallbacks[i]),
-      new SeriesFamily(this.timeouts, g, TIMEOUT_KINDS, (r, i) => r.timeouts[i]),
-      new SeriesFamily(this.overload, g, one, (r) => r.overload),
-      new SeriesFamily(this.internalErrors, g, one, (r) => r.internalErrors),
-      new SeriesFamily(this.truncated, g, one, (r) => r.truncated),
-      new SeriesFamily(this.grpcResponses, g, GRPC_CODES, (r, i) => r.grpc?.[i]),
-      new SeriesFamily(this.staleServed, g, one, (r) => r.stale),
+      new SeriesFamily(this.retries, g, RETRY_REASONS, (r) => r.retries),
+      new SeriesFamily(this.budgetExhausted, g, one, (r) => r.singles, EXHAUSTED),
+      new SeriesFamily(this.fallbacks, g, FALLBACK_ON, (r) => r.fallbacks),
+      new SeriesFamily(this.timeouts, g, TIMEOUT_KINDS, (r) => r.timeouts),
+      new SeriesFamily(this.overload, g, one, (r) => r.singles, OVERLOAD),
+      new SeriesFamily(this.internalErrors, g, one, (r) => r.singles, INTERNAL_ERRORS),
+      new SeriesFamily(this.truncated, g, one, (r) => r.singles, TRUNCATED),
+      new SeriesFamily(this.grpcResponses, g, GRPC_CODES, (r) => r.grpc),
+      new SeriesFamily(this.staleServed, g, one, (r) => r.optional, STALE),
       new SeriesFamily(this.inflight, g, one, inflightOf),
-      new SeriesFamily(this.wsConnections, g, one, (r) => r.wsConnections),
+      new SeriesFamily(this.wsConnections, g, one, (r) => r.optional, WS_CONNECTIONS),
       new MapFamily(this.wsUpgrades, g, (r) => r.wsUpgrades),
       new MapFamily(this.wsClosed, g, (r) => r.wsClosed),
     ];
@@ -341,6 +341,13 @@ type GaugeChild = ReturnType<Gauge<string>['labels']>;
 const OUTCOME_INDEX = Object.fromEntries(ATTEMPT_OUTCOMES.map((o, i) => [o, i])) as Record<AttemptOutcome, number>;
 
 const LE_LABELS = [...DURATION_BUCKETS.map(String), '+Inf'];
+// Indexes into RouteGroup.singles (series every route has) and RouteGroup.optional.
+const EXHAUSTED = 0;
+const OVERLOAD = 1;
+const INTERNAL_ERRORS = 2;
+const TRUNCATED = 3;
+const STALE = 0;
+const WS_CONNECTIONS = 1;
 /** Routes per batch of a RouteFamily: well under a millisecond once compiled, every route re-rendered. */
 const ROUTES_PER_BATCH = 16;
 
@@ -355,14 +362,12 @@ export class RouteGroup {
   readonly retries = new Float64Array(RETRY_REASONS.length);
   readonly fallbacks = new Float64Array(FALLBACK_ON.length);
   readonly timeouts = new Float64Array(TIMEOUT_KINDS.length);
-  exhausted = 0;
-  overload = 0;
-  internalErrors = 0;
-  truncated = 0;
+  /** By EXHAUSTED, OVERLOAD, INTERNAL_ERRORS and TRUNCATED. */
+  readonly singles = new Float64Array(4);
+  /** By STALE and WS_CONNECTIONS: series a route has only once configured or used so. */
+  readonly optional: Array<number | undefined> = [undefined, undefined];
   /** By grpc-status, for routes that saw gRPC. */
   grpc: Array<number | undefined> | null = null;
-  stale: number | undefined = undefined;
-  wsConnections: number | undefined = undefined;
   readonly wsUpgrades = new Map<string, number>();
   readonly wsClosed = new Map<string, number>();
   /** The route name as a label value, escaped. */
@@ -402,23 +407,25 @@ export class RouteGroup {
   }
 }
 
-function inflightOf(g: RouteGroup): number {
+/** The route's requests in flight over its members, in an array reused from call to call. */
+const inflightNow = [0];
+function inflightOf(g: RouteGroup): ArrayLike<number> {
   let n = 0;
   for (const rm of g.members) n += rm.inflight;
-  return n;
+  inflightNow[0] = n;
+  return inflightNow;
 }
 
 type Sample = { metricName?: string; labels: Record<string, string>; value: number };
-/** What a route's lines in a family are rendered from: label values and numbers, in order. */
-type Inputs = Array<string | number | undefined>;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * A per-route family rendered from plain numbers, registered in place of its declaration
  * (same name, help, type, labels). pieces() is what a scrape writes (exposition.ts): each
- * route's lines, re-rendered only when what they are rendered from changed since the last
- * scrape, so an idle route costs a comparison of its numbers. get() gives the same samples
- * in the same order to prom-client's own formatter (registry.metrics(), getMetricsAsJSON),
- * which the tests hold the scrape's text to.
+ * route's lines, kept as rendered with the numbers they show, and rendered again only when
+ * those numbers moved; an idle route costs a comparison of its numbers. get() gives the same
+ * samples in the same order to prom-client's own formatter (registry.metrics(),
+ * getMetricsAsJSON), which the tests hold the scrape's text to.
  */
 abstract class RouteFamily implements TextFamily {
   readonly name: string;
@@ -426,14 +433,13 @@ abstract class RouteFamily implements TextFamily {
   readonly type: string;
   readonly labelNames: readonly string[];
   readonly aggregator = 'sum';
-  /** By group index × segments + segment: the lines as last rendered, and their inputs. */
-  private readonly rendered: Array<{ inputs: Inputs; text: Buffer } | undefined> = [];
-  private scratch: Inputs = [];
+  /** By `at` (group index × segments + segment): the lines as last rendered. */
+  private readonly texts: Array<Buffer | undefined> = [];
 
   constructor(
     decl: object,
     private readonly groups: readonly RouteGroup[],
-    /** Parts of a route's lines cached apart (requests: one per method), so traffic re-renders only its own. */
+    /** Parts of a route's lines kept apart (requests: one per method), so traffic re-renders only its own. */
     private readonly segments = 1,
   ) {
     const d = decl as { name: string; help: string; type: string; labelNames: readonly string[] };
@@ -450,8 +456,15 @@ abstract class RouteFamily implements TextFamily {
     for (let i = 0; i < n; i += ROUTES_PER_BATCH) {
       const batch: Buffer[] = [];
       for (let j = i; j < n && j < i + ROUTES_PER_BATCH; j++) {
+        const g = groups[j] as RouteGroup;
         for (let seg = 0; seg < this.segments; seg++) {
-          const text = this.linesOf(groups[j] as RouteGroup, seg);
+          const at = j * this.segments + seg;
+          let text = this.texts[at];
+          if (text === undefined || this.moved(g, seg, at)) {
+            const s = this.render(g, seg);
+            this.texts[at] = text = s === '' ? EMPTY : Buffer.from(s);
+            this.remember(g, seg, at);
+          }
           if (text.length > 0) batch.push(text);
         }
       }
@@ -459,94 +472,98 @@ abstract class RouteFamily implements TextFamily {
     }
   }
 
-  private linesOf(g: RouteGroup, seg: number): Buffer {
-    const inputs = this.scratch;
-    inputs.length = 0;
-    this.inputs(g, seg, inputs);
-    const at = g.index * this.segments + seg;
-    const last = this.rendered[at];
-    if (last !== undefined && sameInputs(last.inputs, inputs)) return last.text;
-    const text = Buffer.from(this.render(g, seg, inputs));
-    // The arrays take turns as the scratch: a re-render allocates only its text.
-    if (last === undefined) {
-      this.rendered[at] = { inputs, text };
-      this.scratch = [];
-    } else {
-      this.scratch = last.inputs;
-      last.inputs = inputs;
-      last.text = text;
-    }
-    return text;
-  }
-
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Sample[] }> {
     const values: Sample[] = [];
-    const inputs: Inputs = [];
-    for (const g of this.groups) {
-      for (let seg = 0; seg < this.segments; seg++) {
-        inputs.length = 0;
-        this.inputs(g, seg, inputs);
-        this.samples(g, seg, inputs, values);
-      }
-    }
+    for (const g of this.groups) for (let seg = 0; seg < this.segments; seg++) this.samples(g, seg, values);
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
   }
 
   reset(): void {}
 
-  /** Appends what the lines of this segment of the route are made of. */
-  protected abstract inputs(g: RouteGroup, seg: number, out: Inputs): void;
-  /** Those lines, each "\n<series> <value>", from their inputs. */
-  protected abstract render(g: RouteGroup, seg: number, inputs: Inputs): string;
+  /** Whether the numbers (or series) of this part of the route differ from those remembered at `at`. */
+  protected abstract moved(g: RouteGroup, seg: number, at: number): boolean;
+  /** Remembers them at `at`, as just rendered. */
+  protected abstract remember(g: RouteGroup, seg: number, at: number): void;
+  /** The lines, each "\n<series> <value>". */
+  protected abstract render(g: RouteGroup, seg: number): string;
   /** The same samples as prom-client values. */
-  protected abstract samples(g: RouteGroup, seg: number, inputs: Inputs, out: Sample[]): void;
-}
-
-function sameInputs(a: Inputs, b: Inputs): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  protected abstract samples(g: RouteGroup, seg: number, out: Sample[]): void;
 }
 
 /**
  * One series per route (labels: route), or one per route and value of a second label
- * (`keys`, in that order); `value` is undefined for a series that does not exist yet.
+ * (`keys`, in that order): the numbers are read(g)[offset + i], undefined for a series that
+ * does not exist yet; read(g) null: none of them does.
  */
 class SeriesFamily extends RouteFamily {
   /** The labels after route, rendered: `,reason="reset"`, or nothing. */
   private readonly rest: string[];
   private readonly label: string | undefined;
+  private readonly seen: Array<Array<number | undefined> | null> = [];
 
   constructor(
     decl: object,
     groups: readonly RouteGroup[],
     private readonly keys: readonly string[],
-    private readonly value: (g: RouteGroup, i: number) => number | undefined,
+    private readonly read: (g: RouteGroup) => ArrayLike<number | undefined> | null,
+    private readonly offset = 0,
   ) {
     super(decl, groups);
     const label = (this.label = this.labelNames[1]);
     this.rest = keys.map((k) => (label === undefined ? '' : `,${label}="${escapeLabelValue(k)}"`));
   }
 
-  protected inputs(g: RouteGroup, _seg: number, out: Inputs): void {
-    for (let i = 0; i < this.keys.length; i++) out.push(this.value(g, i));
+  protected moved(g: RouteGroup, _seg: number, at: number): boolean {
+    const now = this.read(g);
+    const was = this.seen[at];
+    if (now === null || was === null || was === undefined) return now !== was;
+    for (let i = 0; i < was.length; i++) if (was[i] !== now[this.offset + i]) return true;
+    return false;
   }
 
-  protected render(g: RouteGroup, _seg: number, inputs: Inputs): string {
+  protected remember(g: RouteGroup, _seg: number, at: number): void {
+    const now = this.read(g);
+    if (now === null) return void (this.seen[at] = null);
+    const was = (this.seen[at] ??= []);
+    for (let i = 0; i < this.keys.length; i++) was[i] = now[this.offset + i];
+  }
+
+  protected render(g: RouteGroup): string {
+    const now = this.read(g);
+    if (now === null) return '';
     let s = '';
-    for (let i = 0; i < inputs.length; i++) {
-      const v = inputs[i] as number | undefined;
+    for (let i = 0; i < this.keys.length; i++) {
+      const v = now[this.offset + i];
       if (v !== undefined) s += `\n${this.name}{route="${g.label}"${this.rest[i] as string}} ${formatValue(v)}`;
     }
     return s;
   }
 
-  protected samples(g: RouteGroup, _seg: number, inputs: Inputs, out: Sample[]): void {
-    for (let i = 0; i < inputs.length; i++) {
-      const v = inputs[i] as number | undefined;
+  protected samples(g: RouteGroup, _seg: number, out: Sample[]): void {
+    const now = this.read(g);
+    if (now === null) return;
+    for (let i = 0; i < this.keys.length; i++) {
+      const v = now[this.offset + i];
       if (v !== undefined) out.push({ labels: this.label === undefined ? { route: g.route } : { route: g.route, [this.label]: this.keys[i] as string }, value: v });
     }
   }
+}
+
+/** Label value then count, flat, in the map's order (insertion: the order series appeared). */
+function sameEntries<K>(map: ReadonlyMap<K, number>, was: ReadonlyArray<K | number> | undefined): boolean {
+  if (was === undefined || was.length !== 2 * map.size) return false;
+  let i = 0;
+  let same = true;
+  map.forEach((n, k) => {
+    if (same && (was[i] !== k || was[i + 1] !== n)) same = false;
+    i += 2;
+  });
+  return same;
+}
+
+function entriesOf<K>(map: ReadonlyMap<K, number>, into: Array<K | number>): void {
+  into.length = 0;
+  map.forEach((n, k) => into.push(k, n));
 }
 
 /** Labels route and one more whose values are learnt as they come (the map's keys, in order). */
@@ -554,6 +571,7 @@ class MapFamily extends RouteFamily {
   private readonly label: string;
   /** By label value: the label rendered, `,outcome="accepted"`. */
   private readonly rest = new Map<string, string>();
+  private readonly seen: Array<Array<string | number>> = [];
 
   constructor(
     decl: object,
@@ -564,109 +582,146 @@ class MapFamily extends RouteFamily {
     this.label = this.labelNames[1] as string;
   }
 
-  protected inputs(g: RouteGroup, _seg: number, out: Inputs): void {
-    this.counts(g).forEach((n, k) => out.push(k, n));
+  protected moved(g: RouteGroup, _seg: number, at: number): boolean {
+    return !sameEntries(this.counts(g), this.seen[at]);
   }
 
-  protected render(g: RouteGroup, _seg: number, inputs: Inputs): string {
+  protected remember(g: RouteGroup, _seg: number, at: number): void {
+    entriesOf(this.counts(g), (this.seen[at] ??= []));
+  }
+
+  protected render(g: RouteGroup): string {
     let s = '';
-    for (let i = 0; i < inputs.length; i += 2) {
-      const k = inputs[i] as string;
+    this.counts(g).forEach((n, k) => {
       let rest = this.rest.get(k);
       if (rest === undefined) this.rest.set(k, (rest = `,${this.label}="${escapeLabelValue(k)}"`));
-      s += `\n${this.name}{route="${g.label}"${rest}} ${formatValue(inputs[i + 1] as number)}`;
-    }
+      s += `\n${this.name}{route="${g.label}"${rest}} ${formatValue(n)}`;
+    });
     return s;
   }
 
-  protected samples(g: RouteGroup, _seg: number, inputs: Inputs, out: Sample[]): void {
-    for (let i = 0; i < inputs.length; i += 2) out.push({ labels: { route: g.route, [this.label]: inputs[i] as string }, value: inputs[i + 1] as number });
+  protected samples(g: RouteGroup, _seg: number, out: Sample[]): void {
+    this.counts(g).forEach((n, k) => out.push({ labels: { route: g.route, [this.label]: k }, value: n }));
   }
 }
 
-/** outrigger_requests_total, a segment per method: inputs are (code, count) pairs. */
+/** outrigger_requests_total, a segment per method. */
 class RequestsFamily extends RouteFamily {
   /** By method index: the labels up to the code's value, `",method="GET",code="`. */
   private readonly method = METHOD_LABELS.map((m) => `",method="${m}",code="`);
+  private readonly seen: Array<number[]> = [];
 
   constructor(decl: object, groups: readonly RouteGroup[]) {
     super(decl, groups, METHOD_LABELS.length);
   }
 
-  protected inputs(g: RouteGroup, seg: number, out: Inputs): void {
-    g.requestCountsOf(seg).forEach((n, code) => out.push(code, n));
+  protected moved(g: RouteGroup, seg: number, at: number): boolean {
+    return !sameEntries(g.requestCountsOf(seg), this.seen[at]);
   }
 
-  protected render(g: RouteGroup, seg: number, inputs: Inputs): string {
+  protected remember(g: RouteGroup, seg: number, at: number): void {
+    entriesOf(g.requestCountsOf(seg), (this.seen[at] ??= []));
+  }
+
+  protected render(g: RouteGroup, seg: number): string {
     const head = `\n${this.name}{route="${g.label}${this.method[seg] as string}`;
     let s = '';
-    for (let i = 0; i < inputs.length; i += 2) s += `${head}${inputs[i] as number}"} ${formatValue(inputs[i + 1] as number)}`;
+    g.requestCountsOf(seg).forEach((n, code) => (s += `${head}${code}"} ${formatValue(n)}`));
     return s;
   }
 
-  protected samples(g: RouteGroup, seg: number, inputs: Inputs, out: Sample[]): void {
-    for (let i = 0; i < inputs.length; i += 2) out.push({ labels: { route: g.route, method: METHOD_LABELS[seg] as string, code: String(inputs[i]) }, value: inputs[i + 1] as number });
+  protected samples(g: RouteGroup, seg: number, out: Sample[]): void {
+    g.requestCountsOf(seg).forEach((n, code) => out.push({ labels: { route: g.route, method: METHOD_LABELS[seg] as string, code: String(code) }, value: n }));
   }
 }
 
-/** outrigger_upstream_attempts_total: inputs are the upstream then its count per outcome, per member. */
+/** outrigger_upstream_attempts_total: a series per outcome for each upstream the route had. */
 class AttemptsFamily extends RouteFamily {
   /** By upstream name: the label rendered, escaped. */
   private readonly upstreams = new Map<string, string>();
+  /** By group index: the counts of each member with an upstream, one after the other. */
+  private readonly seen: Array<number[]> = [];
 
-  protected inputs(g: RouteGroup, _seg: number, out: Inputs): void {
+  protected moved(g: RouteGroup, _seg: number, at: number): boolean {
+    const was = this.seen[at];
+    if (was === undefined) return true;
+    let i = 0;
     for (const rm of g.members) {
       const counts = rm.attemptCounts();
-      if (counts === null || rm.upstream === null) continue;
-      out.push(rm.upstream);
-      for (let i = 0; i < counts.length; i++) out.push(counts[i]);
+      if (counts === null) continue;
+      for (let o = 0; o < counts.length; o++) if (was[i++] !== counts[o]) return true;
+    }
+    return i !== was.length;
+  }
+
+  protected remember(g: RouteGroup, _seg: number, at: number): void {
+    const was = (this.seen[at] ??= []);
+    was.length = 0;
+    for (const rm of g.members) {
+      const counts = rm.attemptCounts();
+      if (counts !== null) for (let o = 0; o < counts.length; o++) was.push(counts[o] as number);
     }
   }
 
-  protected render(g: RouteGroup, _seg: number, inputs: Inputs): string {
+  protected render(g: RouteGroup): string {
     let s = '';
-    for (let i = 0; i < inputs.length; i += 1 + ATTEMPT_OUTCOMES.length) {
-      const up = inputs[i] as string;
-      let u = this.upstreams.get(up);
-      if (u === undefined) this.upstreams.set(up, (u = escapeLabelValue(up)));
+    for (const rm of g.members) {
+      const counts = rm.attemptCounts();
+      if (counts === null || rm.upstream === null) continue;
+      let u = this.upstreams.get(rm.upstream);
+      if (u === undefined) this.upstreams.set(rm.upstream, (u = escapeLabelValue(rm.upstream)));
       const head = `\n${this.name}{route="${g.label}",upstream="${u}",outcome="`;
-      for (let o = 0; o < ATTEMPT_OUTCOMES.length; o++) s += `${head}${ATTEMPT_OUTCOMES[o] as string}"} ${formatValue(inputs[i + 1 + o] as number)}`;
+      for (let o = 0; o < counts.length; o++) s += `${head}${ATTEMPT_OUTCOMES[o] as string}"} ${formatValue(counts[o] as number)}`;
     }
     return s;
   }
 
-  protected samples(g: RouteGroup, _seg: number, inputs: Inputs, out: Sample[]): void {
-    for (let i = 0; i < inputs.length; i += 1 + ATTEMPT_OUTCOMES.length) {
-      for (let o = 0; o < ATTEMPT_OUTCOMES.length; o++) out.push({ labels: { route: g.route, upstream: inputs[i] as string, outcome: ATTEMPT_OUTCOMES[o] as string }, value: inputs[i + 1 + o] as number });
+  protected samples(g: RouteGroup, _seg: number, out: Sample[]): void {
+    for (const rm of g.members) {
+      const counts = rm.attemptCounts();
+      if (counts === null || rm.upstream === null) continue;
+      for (let o = 0; o < counts.length; o++) out.push({ labels: { route: g.route, upstream: rm.upstream, outcome: ATTEMPT_OUTCOMES[o] as string }, value: counts[o] as number });
     }
   }
 }
 
-/**
- * outrigger_request_duration_seconds, the le label first as prom-client's Histogram has it.
- * Inputs: the non-cumulative count per bound then +Inf, the sum, the count.
- */
+/** outrigger_request_duration_seconds, the le label first as prom-client's Histogram has it. */
 class DurationFamily extends RouteFamily {
-  protected inputs(g: RouteGroup, _seg: number, out: Inputs): void {
+  /** By group index: the non-cumulative count per bound then +Inf, the sum, the count. */
+  private readonly seen: Array<Float64Array> = [];
+
+  protected moved(g: RouteGroup, _seg: number, at: number): boolean {
+    const was = this.seen[at];
+    if (was === undefined) return true;
     const { counts, sum, count } = g.durationTotals();
-    for (let i = 0; i < counts.length; i++) out.push(counts[i]);
-    out.push(sum, count);
+    const n = counts.length;
+    if (was[n + 1] !== count || was[n] !== sum) return true;
+    for (let i = 0; i < n; i++) if (was[i] !== counts[i]) return true;
+    return false;
   }
 
-  protected render(g: RouteGroup, _seg: number, inputs: Inputs): string {
-    const n = LE_LABELS.length;
+  protected remember(g: RouteGroup, _seg: number, at: number): void {
+    const { counts, sum, count } = g.durationTotals();
+    const was = (this.seen[at] ??= new Float64Array(counts.length + 2));
+    for (let i = 0; i < counts.length; i++) was[i] = counts[i] as number;
+    was[counts.length] = sum;
+    was[counts.length + 1] = count;
+  }
+
+  protected render(g: RouteGroup): string {
+    const { counts, sum, count } = g.durationTotals();
     let s = '';
     let acc = 0;
-    for (let i = 0; i < n; i++) s += `\n${this.name}_bucket{le="${LE_LABELS[i] as string}",route="${g.label}"} ${formatValue((acc += inputs[i] as number))}`;
-    return `${s}\n${this.name}_sum{route="${g.label}"} ${formatValue(inputs[n] as number)}\n${this.name}_count{route="${g.label}"} ${formatValue(inputs[n + 1] as number)}`;
+    for (let i = 0; i < LE_LABELS.length; i++) s += `\n${this.name}_bucket{le="${LE_LABELS[i] as string}",route="${g.label}"} ${formatValue((acc += counts[i] as number))}`;
+    return `${s}\n${this.name}_sum{route="${g.label}"} ${formatValue(sum)}\n${this.name}_count{route="${g.label}"} ${formatValue(count)}`;
   }
 
-  protected samples(g: RouteGroup, _seg: number, inputs: Inputs, out: Sample[]): void {
-    const n = LE_LABELS.length;
+  protected samples(g: RouteGroup, _seg: number, out: Sample[]): void {
+    const { counts, sum, count } = g.durationTotals();
     let acc = 0;
-    for (let i = 0; i < n; i++) out.push({ metricName: `${this.name}_bucket`, labels: { le: LE_LABELS[i] as string, route: g.route }, value: (acc += inputs[i] as number) });
-    out.push({ metricName: `${this.name}_sum`, labels: { route: g.route }, value: inputs[n] as number });
-    out.push({ metricName: `${this.name}_count`, labels: { route: g.route }, value: inputs[n + 1] as number });
+    for (let i = 0; i < LE_LABELS.length; i++) out.push({ metricName: `${this.name}_bucket`, labels: { le: LE_LABELS[i] as string, route: g.route }, value: (acc += counts[i] as number) });
+    out.push({ metricName: `${this.name}_sum`, labels: { route: g.route }, value: sum });
+    out.push({ metricName: `${this.name}_count`, labels: { route: g.route }, value: count });
   }
 }
 
@@ -703,19 +758,19 @@ export class RouteMetrics {
     this.unavailableMessage = `cannot connect to upstream ${upstream ?? ''}`.trimEnd();
     this.budgetExhausted = {
       inc: () => {
-        group.exhausted++;
+        group.singles[EXHAUSTED]! += 1;
         this.window.exhausted();
         events.emit('retry_budget_exhausted', 'warning', { route }, 'retry refused: the route retry budget is spent');
       },
     };
     this.overload = {
       inc: () => {
-        group.overload++;
+        group.singles[OVERLOAD]! += 1;
       },
     };
     this.truncated = {
       inc: () => {
-        group.truncated++;
+        group.singles[TRUNCATED]! += 1;
         this.responseTruncated();
       },
     };
@@ -750,11 +805,12 @@ export class RouteMetrics {
 
   /** outrigger_stale_served_total at 0, for a route that enables fallback.staleIfError. */
   zeroStale(): void {
-    this.group.stale ??= 0;
+    this.group.optional[STALE] ??= 0;
   }
 
   staleServed(): void {
-    this.group.stale = (this.group.stale ?? 0) + 1;
+    const o = this.group.optional;
+    o[STALE] = (o[STALE] ?? 0) + 1;
   }
 
   /** WebSocket upgrade and close series at 0, for a route that accepts WebSocket upgrades. */
@@ -762,7 +818,7 @@ export class RouteMetrics {
     const g = this.group;
     for (const o of outcomes) if (!g.wsUpgrades.has(o)) g.wsUpgrades.set(o, 0);
     for (const r of reasons) if (!g.wsClosed.has(r)) g.wsClosed.set(r, 0);
-    g.wsConnections ??= 0;
+    g.optional[WS_CONNECTIONS] ??= 0;
   }
 
   /** A finished WebSocket handshake (outrigger_websocket_upgrades_total). */
@@ -772,12 +828,13 @@ export class RouteMetrics {
   }
 
   wsOpened(): void {
-    this.group.wsConnections = (this.group.wsConnections ?? 0) + 1;
+    const o = this.group.optional;
+    o[WS_CONNECTIONS] = (o[WS_CONNECTIONS] ?? 0) + 1;
   }
 
   wsClosed(reason: string): void {
     const g = this.group;
-    g.wsConnections = (g.wsConnections ?? 0) - 1;
+    g.optional[WS_CONNECTIONS] = (g.optional[WS_CONNECTIONS] ?? 0) - 1;
     g.wsClosed.set(reason, (g.wsClosed.get(reason) ?? 0) + 1);
   }
 
@@ -830,7 +887,7 @@ export class RouteMetrics {
 
   /** An unexpected error that became OUTRIGGER_INTERNAL: one critical event. */
   internalError(message: string): void {
-    this.group.internalErrors++;
+    this.group.singles[INTERNAL_ERRORS]! += 1;
     this.events.emit('internal_error', 'critical', { route: this.route }, message);
   }
 
