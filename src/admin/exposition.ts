@@ -29,7 +29,7 @@ export interface TextFamily {
 /** Text in a row: a family's header, or a batch of its sample lines. */
 type Batch = ReadonlyArray<Buffer | string>;
 
-/** Samples per piece of a prom-client family. */
+/** Samples per piece of a prom-client family, kept and compared as one: well under SLICE_MS to render. */
 const VALUES_PER_PIECE = 500;
 /** Bytes gathered before they are written and the event loop is let go. */
 const CHUNK_BYTES = 128 * 1024;
@@ -45,7 +45,7 @@ interface Value {
   labels: Labels;
 }
 
-export function isTextFamily(m: unknown): m is TextFamily {
+function isTextFamily(m: unknown): m is TextFamily {
   return typeof (m as Partial<TextFamily>).pieces === 'function';
 }
 
@@ -133,7 +133,8 @@ function* headed(head: string, batches: Iterable<Batch>): Generator<Batch> {
 export async function familyPieces(registry: Registry, metric: unknown): Promise<Iterable<Batch>> {
   if (isTextFamily(metric)) return headed(header(metric.name, metric.help, metric.type), metric.pieces());
   if (metric instanceof Counter || metric instanceof Gauge) {
-    // Counters and gauges hold no shared labels: their values print as name{labels} value.
+    // Counters and gauges hold no shared labels, and Metrics sets no default labels: their
+    // values print as name{labels} value.
     const got = (await (metric as Counter<string> | Gauge<string>).get()) as unknown as { name: string; help: string; type: string; values: Value[] };
     return headed(header(got.name, got.help, got.type), valuePieces(metric, escapeHelp(got.name), got.values));
   }
