@@ -201,15 +201,66 @@ export function createMetricsHandler(metrics: Metrics): (req: IncomingMessage, r
       res.end('not found; metrics are at GET /metrics\n');
       return;
     }
-    metrics.registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(text);
-      },
-      (err: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(`failed to collect metrics: ${String(err)}\n`);
-      },
-    );
+    const head = { 'content-type': metrics.registry.contentType };
+    if (req.method === 'HEAD') {
+      // Nothing of the body goes out, so none is rendered.
+      res.writeHead(200, head);
+      res.end();
+      return;
+    }
+    // Streamed as it is rendered: the event loop runs between chunks, and a slow scraper
+    // paces the rendering through the socket's backpressure instead of piling up text. The
+    // first chunk waits for the second: a text that fits in one goes out with a Content-Length.
+    let held: Buffer | null = null;
+    let streaming = false;
+    metrics
+      .scrape((chunk) => {
+        if (res.destroyed) throw new ScrapeAbandoned();
+        if (!streaming && held === null) {
+          held = chunk;
+          return undefined;
+        }
+        if (!streaming) {
+          streaming = true;
+          res.writeHead(200, head);
+          res.write(held);
+          held = null;
+        }
+        return res.write(chunk) ? undefined : drained(res);
+      })
+      .then(
+        () => {
+          if (res.destroyed) return;
+          if (streaming) return void res.end();
+          const body = held ?? Buffer.alloc(0);
+          res.writeHead(200, { ...head, 'content-length': String(body.length) });
+          res.end(body);
+        },
+        (err: unknown) => {
+          if (err instanceof ScrapeAbandoned) return;
+          if (streaming) {
+            // Mid-body: cut the connection, or the scraper would store a truncated scrape.
+            res.destroy(err instanceof Error ? err : new Error(String(err)));
+            return;
+          }
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`failed to collect metrics: ${String(err)}\n`);
+        },
+      );
   };
+}
+
+/** The scraper went away mid-scrape: stop rendering for it. */
+class ScrapeAbandoned extends Error {}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
