@@ -290,3 +290,52 @@ describe('responses without a body', () => {
     expect(r.body).toBe('second');
   });
 });
+
+describe('body bytes that arrive before the policy layers decide', () => {
+  it('a small body sent with the head is forwarded whole, and the connection stays pooled', async () => {
+    const up = track(await startUpstream(ok('x'.repeat(2000))));
+    const px = track(await startProxy({ upstreams: { up: { endpoints: [up.url], maxConnections: 1 } }, routes: [{ name: 'r1', upstream: 'up' }] }));
+    for (let i = 0; i < 3; i++) {
+      const r = await req(px.url, { path: '/a' });
+      expect(r.complete).toBe(true);
+      expect(r.body).toBe('x'.repeat(2000));
+    }
+    expect(up.openSockets()).toBe(1);
+  });
+
+  it('a retried 503 whose body already arrived is thrown away, and the retry reuses the connection', async () => {
+    const up = track(
+      await startUpstream((q, res, n) => {
+        if (n === 1) {
+          res.writeHead(503, { 'content-length': '3000' });
+          return void res.end('e'.repeat(3000));
+        }
+        ok('second')(q, res, n, '');
+      }),
+    );
+    const px = track(await startProxy({ upstreams: { up: { endpoints: [up.url], maxConnections: 1 } }, routes: [{ name: 'r1', upstream: 'up', retry: { backoff: { base: '1ms', max: '1ms' } } }] }));
+    const r = await req(px.url, { path: '/a' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('second');
+    expect(up.openSockets()).toBe(1);
+  });
+
+  it('a body sent at once, larger than what is held before they decide, arrives whole', async () => {
+    const body = Buffer.alloc(512 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    const up = track(
+      await startUpstream((_q, res) => {
+        res.writeHead(200, { 'content-length': String(body.length) });
+        res.end(body);
+      }),
+    );
+    const px = track(await startProxy(oneRoute(up.url)));
+    const { res } = open(px, '/big');
+    const msg = await res;
+    const chunks: Buffer[] = [];
+    msg.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise<void>((r) => msg.on('end', () => r()));
+    expect(msg.complete).toBe(true);
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+  });
+});
