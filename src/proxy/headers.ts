@@ -1,5 +1,9 @@
 // Header rewriting between client and upstream. Works on node's flat rawHeaders arrays
 // so that duplicates (set-cookie) and order survive, and nothing is decoded.
+// Names are lower-cased by undici's own lookup (it parses the responses too): a well-known
+// name comes back as an interned constant, with no toLowerCase and its hash already known
+// to the Set lookups below. Like Pool (upstream.ts), the module is loaded by its path.
+import { headerNameToString } from 'undici/lib/core/util.js';
 
 /**
  * RFC 9110 7.6.1 hop-by-hop headers, plus the legacy proxy-connection. `Trailer` is not
@@ -21,6 +25,8 @@ const REQUEST_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', '
 
 /** Adds the header names a Connection value lists (RFC 9110 7.6.1) to `into`, lower-cased. */
 function addConnectionTokens(value: string, into: Set<string> | null): Set<string> | null {
+  // The usual values, which name no header.
+  if (value === 'keep-alive' || value === 'close') return into;
   for (const tok of value.split(',')) {
     const t = tok.trim().toLowerCase();
     if (t && t !== 'close' && t !== 'keep-alive') (into ??= new Set()).add(t);
@@ -61,7 +67,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
     const name = raw[i] as string;
     // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are the request line, not fields.
     if (name.charCodeAt(0) === 58) continue;
-    const lower = name.toLowerCase();
+    const lower = headerNameToString(name);
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     if (REQUEST_OWNED.has(lower)) {
       const v = raw[i + 1] as string;
@@ -117,7 +123,7 @@ export function clientResponseHeaders(raw: readonly Buffer[]): ResponseHead {
   const names: string[] = new Array(raw.length / 2);
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const lower = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    const lower = headerNameToString(raw[i] as Buffer);
     names[i / 2] = lower;
     if (lower === 'connection') extra = addConnectionTokens((raw[i + 1] as Buffer).toString('latin1'), extra);
   }

@@ -26,6 +26,14 @@ describe('upstreamRequestHeaders (unit)', () => {
     expect(pairs(out)).toContainEqual(['set-thing', 'b']);
   });
 
+  it('lower-cases names whatever their case, and matches hop-by-hop and owned names in any case', () => {
+    const raw = ['ACCEPT', 'a', 'Accept-Encoding', 'gzip', 'X-Custom-Name', 'v', 'KEEP-ALIVE', 'timeout=5', 'X-Request-ID', 'theirs', 'connection', 'close', 'CONNECTION', 'X-Gone', 'x-gone', '1'];
+    const out = upstreamRequestHeaders(raw, info);
+    expect(out.slice(0, 6)).toEqual(['ACCEPT', 'a', 'Accept-Encoding', 'gzip', 'X-Custom-Name', 'v']);
+    expect(names(out)).toEqual(['accept', 'accept-encoding', 'x-custom-name', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'via']);
+    expect(pairs(out)).toContainEqual(['x-request-id', 'rid-1']);
+  });
+
   it('appends the client to x-forwarded-for, joining several headers', () => {
     const out = upstreamRequestHeaders(['X-Forwarded-For', '1.1.1.1', 'x-forwarded-for', '2.2.2.2, 3.3.3.3'], info);
     expect(pairs(out)).toContainEqual(['x-forwarded-for', '1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9']);
@@ -67,6 +75,11 @@ describe('clientResponseHeaders (unit)', () => {
     expect(head.headers).toEqual(['set-cookie', 'a=1', 'set-cookie', 'b=2', 'content-length', '42', 'retry-after', '3']);
     expect(head.contentLength).toBe(42);
     expect(head.retryAfter).toBe('3');
+  });
+
+  it('lower-cases names whatever their case, well-known or not', () => {
+    const head = clientResponseHeaders(b('CONTENT-TYPE', 'text/plain', 'Content-Type', 'text/html', 'X-Custom-Name', 'v', 'ETAG', '"e"', 'Connection', 'Keep-Alive', 'CONNECTION', 'X-Gone', 'x-gone', '1'));
+    expect(head.headers).toEqual(['content-type', 'text/plain', 'content-type', 'text/html', 'x-custom-name', 'v', 'etag', '"e"']);
   });
 
   it('reports no content-length as -1', () => {
