@@ -11,7 +11,7 @@ import { createAdminHandler, createMetricsHandler, createStatusHandler, type Adm
 import { Operations } from './admin/ops.js';
 import type { ReplayResult } from './admin/dead-letters.js';
 import type { DeadLetterEntry } from './deadletter/journal.js';
-import { createLogger, effectiveLevel, type Logger } from './log.js';
+import { accessLogWriter, createLogger, effectiveLevel, type Logger } from './log.js';
 import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
 import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
@@ -76,6 +76,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     runtime: Runtime.build(loaded, metrics, log, null),
     draining: false,
     log,
+    accessLog: accessLogWriter(log),
     inflight: 0,
     onIdle: null,
   };

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ProxyError, errorResponse, GRPC_STATUS_OF, isGrpcContentType, writeErrorResponse } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { AccessLogWriter, Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { RouteMetrics } from '../admin/metrics.js';
 import { ClientGoneError, Exchange, type Handler, type Reply } from './exchange.js';
@@ -20,6 +20,8 @@ export interface ProxyState {
   runtime: Runtime;
   draining: boolean;
   readonly log: Logger;
+  /** Writes access-log lines (log.ts); callers ask Runtime.sampleAccess first. */
+  readonly accessLog: AccessLogWriter;
   /** Requests whose response has not ended yet (for drain). */
   inflight: number;
   onIdle: (() => void) | null;
@@ -248,24 +250,21 @@ export function finish(state: ProxyState, ex: Exchange, answered = answeredOf(ex
   m.inflight--;
   const rt = state.runtime;
   if (rt.sampleAccess()) {
-    state.log.info(
-      {
-        access: true,
-        route: ex.route.name,
-        method: ex.method,
-        path: ex.path,
-        protocol: isHttp2(ex.req) ? 'h2c' : 'http/1.1',
-        upgrade: ex.upgrade?.token,
-        status: code,
-        grpcStatus: ex.grpc ? (ex.grpcStatus ?? undefined) : undefined,
-        attempts: ex.attempts,
-        durationMs: Math.round(seconds * 1e6) / 1000,
-        bytesOut: ex.bytesOut,
-        fallback: ex.fallbackTrigger ?? undefined,
-        error: ex.errorCode ?? (midBodyLoss ? 'response_truncated' : undefined),
-        requestId: ex.requestId,
-      },
-    );
+    state.accessLog({
+      route: ex.route.name,
+      method: ex.method,
+      path: ex.path,
+      protocol: isHttp2(ex.req) ? 'h2c' : 'http/1.1',
+      upgrade: ex.upgrade?.token,
+      status: code,
+      grpcStatus: ex.grpc ? (ex.grpcStatus ?? undefined) : undefined,
+      attempts: ex.attempts,
+      durationMs: Math.round(seconds * 1e6) / 1000,
+      bytesOut: ex.bytesOut,
+      fallback: ex.fallbackTrigger ?? undefined,
+      error: ex.errorCode ?? (midBodyLoss ? 'response_truncated' : undefined),
+      requestId: ex.requestId,
+    });
   }
   ex.runtime?.release();
   state.inflight--;
@@ -296,7 +295,7 @@ export function reject(state: ProxyState, m: RouteMetrics, req: IncomingMessage,
   m.observeDuration((performance.now() - start) / 1000);
   const rt = state.runtime;
   if (rt.sampleAccess()) {
-    state.log.info({ access: true, route: null, method, path: pathOf(req.url), protocol: isHttp2(req) ? 'h2c' : 'http/1.1', status: r.status, attempts: 0, error: err.code, requestId });
+    state.accessLog({ route: null, method, path: pathOf(req.url), protocol: isHttp2(req) ? 'h2c' : 'http/1.1', status: r.status, attempts: 0, error: err.code, requestId });
   }
 }
 

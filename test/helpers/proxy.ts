@@ -2,9 +2,9 @@
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { stringify } from 'yaml';
 import { start, type Outrigger } from '../../src/app.js';
+import { createLogger, type LogLevel } from '../../src/log.js';
 
 export interface TestProxy {
   app: Outrigger;
@@ -35,14 +35,12 @@ export async function startProxy(
   const full = { ...LOOPBACK_LISTENERS, ...cfg };
   writeFileSync(configPath, stringify(full));
   const logs: Array<Record<string, unknown>> = [];
-  const logger = pino(
-    { level: opts.logLevel ?? (cfg.log as { level?: string } | undefined)?.level ?? 'info', formatters: { level: (label) => ({ level: label }) } },
-    {
-      write(line: string) {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      },
+  // The production logger (its options and its access-log writer), writing into `logs`.
+  const logger = createLogger((opts.logLevel ?? (cfg.log as { level?: string } | undefined)?.level ?? 'info') as LogLevel, {
+    write(line: string) {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
     },
-  );
+  });
   const app = await start({ configPath, env: opts.env ?? {}, logger, processMetrics: opts.processMetrics ?? false, watch: opts.watch ?? false });
   return {
     app,
