@@ -6,16 +6,22 @@
 //   node bench/callgrind-window.js [dist/main.js | dispatch-ref] ...
 // CG_W (default 500) and CG_N (default 1500) set the window: the default is callgrind-ab's
 // N1..N2. With CG_W of a few thousand it shows the cost once the JIT has settled.
+// CG_FAIL_FAST=1 isolates the route's breaker first, so every request is a fail-fast
+// rejection answered by the breaker-open fallback (the fail-fast scenario's path).
+// CG_ACCESS_LOG=1 turns the access log on (a line per request, to /dev/null).
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { startCountUpstream, startUnderCallgrind, summaries } from './lib/callgrind.js';
 
 const W = Number(process.env.CG_W ?? 500);
 const N = Number(process.env.CG_N ?? 1500);
+const FAIL_FAST = process.env.CG_FAIL_FAST === '1';
+const ACCESS_LOG = process.env.CG_ACCESS_LOG === '1';
 const upstream = await startCountUpstream();
 
 async function window(main) {
-  const p = await startUnderCallgrind(main, upstream.url, ['--separate-threads=yes']);
+  const p = await startUnderCallgrind(main, upstream.url, ['--separate-threads=yes'], { accessLog: ACCESS_LOG });
+  if (FAIL_FAST && main !== 'dispatch-ref') await p.admin('/breakers/bench/isolate');
   for (let i = 0; i < W; i++) await p.request();
   execFileSync('callgrind_control', ['--zero', String(p.pid)], { stdio: 'ignore' });
   for (let i = 0; i < N; i++) await p.request();
@@ -34,6 +40,6 @@ async function window(main) {
 const builds = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['dist/main.js'];
 for (const b of builds) {
   const per = await window(b === 'dispatch-ref' ? b : resolve(b));
-  console.log(JSON.stringify({ build: b, from: W, requests: N, instructionsPerRequest: per }));
+  console.log(JSON.stringify({ build: b, from: W, requests: N, failFast: FAIL_FAST && b !== 'dispatch-ref', accessLog: ACCESS_LOG && b !== 'dispatch-ref', instructionsPerRequest: per }));
 }
 upstream.close();

@@ -20,16 +20,16 @@ export async function startCountUpstream() {
 
 /**
  * Starts `main` (a dist/main.js path, or 'dispatch-ref') under callgrind with `flags`
- * before the out-file option. Returns { pid, dir, request(), stop() }: dir holds cg.out*.
+ * before the out-file option; accessLog turns the access log on (to stdout, /dev/null here). Returns { pid, dir, request(), stop() }: dir holds cg.out*.
  */
-export async function startUnderCallgrind(main, upstreamUrl, flags = []) {
+export async function startUnderCallgrind(main, upstreamUrl, flags = [], { accessLog = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'outrigger-cg-'));
   const [port, adminPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(join(dir, 'c.yaml'), outriggerConfig({ port, adminPort, metricsPort, upstreamUrl }));
+  writeFileSync(join(dir, 'c.yaml'), outriggerConfig({ port, adminPort, metricsPort, upstreamUrl, accessLog }));
   const ref = main === 'dispatch-ref';
   const args = ref ? [resolve('bench/lib/ref-dispatch.js'), '--port', String(port), '--target', upstreamUrl] : [main, '--config', join(dir, 'c.yaml')];
   const readyUrl = ref ? `http://127.0.0.1:${port}/` : `http://127.0.0.1:${adminPort}/readyz`;
-  const child = spawn('valgrind', ['--tool=callgrind', ...flags, `--callgrind-out-file=${join(dir, 'cg.out')}`, '--smc-check=all-non-file', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OUTRIGGER_LOG_LEVEL: 'warn' } });
+  const child = spawn('valgrind', ['--tool=callgrind', ...flags, `--callgrind-out-file=${join(dir, 'cg.out')}`, '--smc-check=all-non-file', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OUTRIGGER_LOG_LEVEL: accessLog ? 'info' : 'warn' } });
   let err = '';
   child.stderr.on('data', (c) => (err += c));
   const deadline = Date.now() + 180_000;
@@ -46,6 +46,12 @@ export async function startUnderCallgrind(main, upstreamUrl, flags = []) {
   return {
     pid: child.pid,
     dir,
+    /** POST to the admin API (Outrigger only), e.g. '/breakers/bench/isolate'. */
+    admin: (path) =>
+      new Promise((r, j) => {
+        const q = http.request({ host: '127.0.0.1', port: adminPort, path, method: 'POST' }, (res) => (res.resume(), res.on('end', () => (res.statusCode === 200 ? r() : j(new Error(`POST ${path}: ${res.statusCode}`))))));
+        q.on('error', j).end();
+      }),
     request: () => new Promise((r, j) => http.get({ host: '127.0.0.1', port, path: '/x', agent }, (res) => (res.resume(), res.on('end', r))).on('error', j)),
     async stop() {
       agent.destroy();
