@@ -14,7 +14,9 @@ const workerPath = fileURLToPath(new URL('./load-worker.js', import.meta.url));
  *       worker: path of an alternative worker script (same protocol),
  *       onStart(): called right after the load has been told to go,
  *       cpus: a taskset CPU list for the load generator (e.g. '1'), or undefined.
- * Returns the worker's result plus cpu: { name: { seconds, usPerResponse } }, rss.
+ * Returns the worker's result plus cpu: { name: { seconds, usPerResponse } }, rss, and
+ * generatorCores: the load generator's own CPU over the load, in cores (1 = one core busy the
+ * whole time), so a scenario can tell when the generator, not the proxy, is the limit.
  */
 export function runLoad(opts) {
   const { watch = {}, sampleRss = {}, worker = workerPath, onStart, cpus, ...workerOpts } = opts;
@@ -32,6 +34,8 @@ export function runLoad(opts) {
       reject(new Error(`load generator did not finish within ${hardTimeoutMs} ms`));
     }, hardTimeoutMs);
     let before = null;
+    let generatorBefore = null;
+    let generatorT0 = 0n;
     let sampler = null;
     const rss = Object.fromEntries(Object.keys(sampleRss).map((k) => [k, { maxMB: 0, samples: [] }]));
     let settled = false;
@@ -45,6 +49,8 @@ export function runLoad(opts) {
     child.on('message', (msg) => {
       if (msg.type === 'ready') {
         before = Object.fromEntries(Object.entries(watch).map(([k, pid]) => [k, cpuSeconds(pid)]));
+        generatorBefore = cpuSeconds(child.pid);
+        generatorT0 = process.hrtime.bigint();
         child.send({ type: 'go', opts: workerOpts });
         const t0 = Date.now();
         if (Object.keys(sampleRss).length) {
@@ -60,13 +66,16 @@ export function runLoad(opts) {
         if (onStart) onStart();
       } else if (msg.type === 'result') {
         const after = Object.fromEntries(Object.entries(watch).map(([k, pid]) => [k, cpuSeconds(pid)]));
+        const generatorAfter = cpuSeconds(child.pid);
+        const wallS = Number(process.hrtime.bigint() - generatorT0) / 1e9;
+        const generatorCores = generatorBefore === null || generatorAfter === null || !wallS ? null : (generatorAfter - generatorBefore) / wallS;
         const result = msg.result;
         const cpu = {};
         for (const k of Object.keys(watch)) {
           const s = before[k] === null || after[k] === null ? null : after[k] - before[k];
           cpu[k] = { seconds: s, usPerResponse: s === null || !result.responses ? null : (s * 1e6) / result.responses };
         }
-        finish(() => resolve({ ...result, cpu, rss }));
+        finish(() => resolve({ ...result, cpu, rss, generatorCores }));
       } else if (msg.type === 'error') {
         finish(() => reject(new Error(`load generator failed: ${msg.error}`)));
       }

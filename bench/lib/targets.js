@@ -13,6 +13,7 @@ export const TARGET_LABELS = {
   'undici-ref': 'undici reference (Pool.stream)',
   'dispatch-ref': 'dispatch-min (Pool.dispatch, raw headers)',
   'http-proxy-ref': 'node-http-proxy (keep-alive agent)',
+  'floor-ref': 'node:http answering alone (the server floor)',
 };
 
 async function startNodeRef(name, script, upstreamUrl) {
@@ -48,6 +49,8 @@ export async function startTarget(kind, upstream, opts = {}) {
       return startNodeRef('dispatch-ref', 'ref-dispatch.js', upstream.url);
     case 'http-proxy-ref':
       return startNodeRef('http-proxy-ref', 'ref-http-proxy.js', upstream.url);
+    case 'floor-ref':
+      return startNodeRef('floor-ref', 'ref-floor.js', upstream.url);
     default:
       throw new Error(`unknown target ${kind}`);
   }

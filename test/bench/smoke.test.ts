@@ -19,7 +19,7 @@ const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['throughput', '## Throughput', '| target | req/s |'],
   ['latency', '## Latency at a fixed rate', '| target | achieved req/s |'],
   ['access-log', '## Access log on', '| target | req/s |'],
-  ['fail-fast', '## Fail-fast', '| mode | req/s |'],
+  ['fail-fast', '## Fail-fast', '| mode | load generator | req/s |'],
   ['retries', '## Retries', '| target | req/s |'],
   ['memory', '## Memory', '| target | RSS idle MB |'],
   ['websocket', '## WebSocket echo', '| target | messages/s |'],
