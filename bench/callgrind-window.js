@@ -3,7 +3,7 @@
 // W warm-up requests (callgrind_control) and dumped after N more, so the start-up work that
 // differs from one process to the next (GC, JIT timing) stays out of the figure. Threads are
 // counted apart: `main` is the JS thread, `other` mostly V8's background compilers.
-//   node bench/callgrind-window.js [dist/main.js | dispatch-ref] ...
+//   node bench/callgrind-window.js [dist/main.js | dispatch-ref | floor-ref] ...
 // CG_W (default 500) and CG_N (default 1500) set the window: the default is callgrind-ab's
 // N1..N2. With CG_W of a few thousand it shows the cost once the JIT has settled.
 // CG_FAIL_FAST=1 isolates the route's breaker first, so every request is a fail-fast
@@ -21,7 +21,7 @@ const upstream = await startCountUpstream();
 
 async function window(main) {
   const p = await startUnderCallgrind(main, upstream.url, ['--separate-threads=yes'], { accessLog: ACCESS_LOG });
-  if (FAIL_FAST && main !== 'dispatch-ref') await p.admin('/breakers/bench/isolate');
+  if (FAIL_FAST && !main.endsWith('-ref')) await p.admin('/breakers/bench/isolate');
   for (let i = 0; i < W; i++) await p.request();
   execFileSync('callgrind_control', ['--zero', String(p.pid)], { stdio: 'ignore' });
   for (let i = 0; i < N; i++) await p.request();
@@ -39,7 +39,7 @@ async function window(main) {
 
 const builds = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['dist/main.js'];
 for (const b of builds) {
-  const per = await window(b === 'dispatch-ref' ? b : resolve(b));
-  console.log(JSON.stringify({ build: b, from: W, requests: N, failFast: FAIL_FAST && b !== 'dispatch-ref', accessLog: ACCESS_LOG && b !== 'dispatch-ref', instructionsPerRequest: per }));
+  const per = await window(b.endsWith('-ref') ? b : resolve(b));
+  console.log(JSON.stringify({ build: b, from: W, requests: N, failFast: FAIL_FAST && !b.endsWith('-ref'), accessLog: ACCESS_LOG && !b.endsWith('-ref'), instructionsPerRequest: per }));
 }
 upstream.close();

@@ -18,16 +18,18 @@ export async function startCountUpstream() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
+const REF_SCRIPTS = { 'dispatch-ref': 'bench/lib/ref-dispatch.js', 'floor-ref': 'bench/lib/ref-floor.js' };
+
 /**
- * Starts `main` (a dist/main.js path, or 'dispatch-ref') under callgrind with `flags`
+ * Starts `main` (a dist/main.js path, 'dispatch-ref' or 'floor-ref') under callgrind with `flags`
  * before the out-file option; accessLog turns the access log on (to stdout, /dev/null here). Returns { pid, dir, request(), stop() }: dir holds cg.out*.
  */
 export async function startUnderCallgrind(main, upstreamUrl, flags = [], { accessLog = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'outrigger-cg-'));
   const [port, adminPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(join(dir, 'c.yaml'), outriggerConfig({ port, adminPort, metricsPort, upstreamUrl, accessLog }));
-  const ref = main === 'dispatch-ref';
-  const args = ref ? [resolve('bench/lib/ref-dispatch.js'), '--port', String(port), '--target', upstreamUrl] : [main, '--config', join(dir, 'c.yaml')];
+  const ref = REF_SCRIPTS[main] !== undefined;
+  const args = ref ? [resolve(REF_SCRIPTS[main]), '--port', String(port), '--target', upstreamUrl] : [main, '--config', join(dir, 'c.yaml')];
   const readyUrl = ref ? `http://127.0.0.1:${port}/` : `http://127.0.0.1:${adminPort}/readyz`;
   const child = spawn('valgrind', ['--tool=callgrind', ...flags, `--callgrind-out-file=${join(dir, 'cg.out')}`, '--smc-check=all-non-file', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OUTRIGGER_LOG_LEVEL: accessLog ? 'info' : 'warn' } });
   let err = '';
@@ -38,7 +40,7 @@ export async function startUnderCallgrind(main, upstreamUrl, flags = [], { acces
       child.kill('SIGKILL');
       throw new Error(`not ready:\n${err}`);
     }
-    const ok = await new Promise((r) => http.get(readyUrl, (res) => (res.resume(), r(res.statusCode === 200))).on('error', () => r(false)));
+    const ok = await new Promise((r) => http.get(readyUrl, (res) => (res.resume(), r(res.statusCode === 200 || (ref && res.statusCode === 503)))).on('error', () => r(false)));
     if (ok) break;
     await new Promise((r) => setTimeout(r, 500));
   }

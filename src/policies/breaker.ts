@@ -21,7 +21,7 @@ import {
 } from 'cockatiel';
 import type { EffectiveBreaker } from '../config/load.js';
 import { GRPC_STATUS_ON, type GrpcStatusOn } from '../config/schema.js';
-import { ControlFlowError } from '../errors.js';
+import { ControlFlowError, ProxyError } from '../errors.js';
 import { AttemptError, type FailureKind } from '../exchange/outcome.js';
 import type { Exchange, Handler, Reply, RouteContext } from '../exchange/exchange.js';
 
@@ -40,11 +40,14 @@ export interface BreakerHooks {
   onReject(breaker: Breaker): void;
 }
 
-/** Thrown when the breaker refuses a call; never retried. */
-export class BreakerOpenError extends ControlFlowError {
+/**
+ * Thrown when the breaker refuses a call: already the client's OUTRIGGER_BREAKER_OPEN
+ * (retry-after included), so the layers above pass it on unchanged and a rejection builds
+ * one error, not two. Never retried: the retry layer retries attempt failures only.
+ */
+export class BreakerOpenError extends ProxyError {
   constructor(readonly retryAfterSeconds: number) {
-    super('breaker open');
-    this.name = 'BreakerOpenError';
+    super('OUTRIGGER_BREAKER_OPEN', undefined, retryAfterSeconds);
   }
 }
 

@@ -9,7 +9,6 @@ import { ProxyError } from '../errors.js';
 import { parseRetryAfter } from '../exchange/retry-after.js';
 import { ClientGoneError, type Exchange, type Handler, type Reply, type RouteContext } from '../exchange/exchange.js';
 import { backoffDelay, type DecorrelatedState } from './backoff.js';
-import { BreakerOpenError } from './breaker.js';
 import { AttemptError, InvalidUpgradeError, type FailureKind, type RetryReason } from '../exchange/outcome.js';
 
 /** The route's retry settings, compiled once into sets and flags. */
@@ -114,8 +113,8 @@ export function retryLayer<R extends RouteContext>(plan: RetryPlan, next: Handle
       try {
         reply = await next(ex);
       } catch (err) {
+        // Anything else (a refusing breaker's BreakerOpenError among them) is final.
         if (err instanceof AttemptError) failure = err;
-        else if (err instanceof BreakerOpenError) throw new ProxyError('OUTRIGGER_BREAKER_OPEN', undefined, err.retryAfterSeconds);
         else throw err;
       }
       if (ex.clientGone) {
