@@ -107,7 +107,7 @@ async function measureTarget(ctx, t, { drift, driftS }) {
 
 export async function run(ctx) {
   const upstream = await startUpstream();
-  const kinds = ['outrigger', 'undici-ref', 'http-proxy-ref'].filter(ctx.wants);
+  const kinds = ['outrigger', 'undici-ref', 'dispatch-ref', 'http-proxy-ref'].filter(ctx.wants);
   const driftKind = kinds.includes('outrigger') ? 'outrigger' : kinds[0];
   const driftS = ctx.smoke ? 1 : ctx.durationGiven ? ctx.duration : DRIFT_DEFAULT_S;
   const summary = {};
@@ -144,8 +144,11 @@ export async function run(ctx) {
     const checks = [];
     const o = summary.outrigger;
     if (o) {
-      checks.push(check('RSS idle ≤ 70 MB', `${fmt(o.idleMB, 1)} MB`, o.idleMB <= 70));
-      checks.push(check(`RSS at ${CONNS} connections ≤ 150 MB`, `${fmt(o.connsMB, 1)} MB (max ${fmt(o.connsFdMax)} fds)`, o.connsMB <= 150));
+      // dispatch-min, the thinnest undici forwarder, says what undici and node:http alone hold.
+      const dm = summary['dispatch-ref'];
+      const vsMin = (mb) => (dm ? `; dispatch-min ${fmt(mb, 1)} MB` : '');
+      checks.push(check('RSS idle ≤ 70 MB', `${fmt(o.idleMB, 1)} MB${vsMin(dm?.idleMB)}`, o.idleMB <= 70));
+      checks.push(check(`RSS at ${CONNS} connections ≤ 150 MB`, `${fmt(o.connsMB, 1)} MB (max ${fmt(o.connsFdMax)} fds)${vsMin(dm?.connsMB)}`, o.connsMB <= 150));
       const d = o.drift;
       // An upward trend: a positive slope over the post-warm-up samples that also
       // shows as growth between the middle and last thirds. Judged only on ≥ 60 s.
