@@ -16,14 +16,53 @@ export function effectiveLevel(configured: LogLevel, env: NodeJS.ProcessEnv = pr
 /** How long a log line may wait in the buffer before it is written. */
 const FLUSH_INTERVAL_MS = 250;
 
+/** Lines are handed to sonic-boom in chunks of about this many characters. */
+const BATCH_CHARS = 8192;
+
+/**
+ * Collects lines and hands them to sonic-boom joined, one chunk per ~8 KiB. sonic-boom
+ * appends each write to its last buffered string and measures that string's byte length
+ * every time, which flattens it: a copy of everything buffered per line, ~3.6 µs per
+ * access-log line against ~0.6 µs batched here (232-byte lines to /dev/null, Node 24).
+ * pino's own lines go through the same batch, so the order of all lines is kept.
+ */
+export class LineBatch implements pino.DestinationStream {
+  private parts: string[] = [];
+  private chars = 0;
+  constructor(private readonly out: Pick<ReturnType<typeof pino.destination>, 'write' | 'flush'>) {}
+
+  write(line: string): void {
+    this.parts.push(line);
+    this.chars += line.length;
+    if (this.chars >= BATCH_CHARS) this.push();
+  }
+
+  /** Hands what is collected to sonic-boom (which writes it asynchronously). */
+  push(): void {
+    if (this.parts.length === 0) return;
+    const chunk = this.parts.length === 1 ? (this.parts[0] as string) : this.parts.join('');
+    this.parts = [];
+    this.chars = 0;
+    this.out.write(chunk);
+  }
+
+  /** pino's logger.flush(cb): everything collected is written, then cb. */
+  flush(cb: (err?: Error) => void = () => {}): void {
+    this.push();
+    this.out.flush(cb);
+  }
+}
+
 /**
  * stdout, written asynchronously in chunks of at least 8 KiB (or every 250 ms). One write
  * per line would cost a thread-pool round trip per request with access logs on; batching
  * makes that a small fraction. Whatever is buffered is written synchronously at exit.
  */
 function stdoutDestination(): pino.DestinationStream {
-  const dest = pino.destination({ dest: 1, sync: false, minLength: 8192 });
+  const dest = pino.destination({ dest: 1, sync: false, minLength: BATCH_CHARS });
+  const batch = new LineBatch(dest);
   const flush = () => {
+    batch.push();
     try {
       dest.flush();
     } catch {
@@ -32,13 +71,14 @@ function stdoutDestination(): pino.DestinationStream {
   };
   setInterval(flush, FLUSH_INTERVAL_MS).unref();
   process.once('exit', () => {
+    batch.push();
     try {
       dest.flushSync();
     } catch {
       // stdout is gone; there is nowhere left to write.
     }
   });
-  return dest;
+  return batch;
 }
 
 /** The destination of each logger createLogger made: accessLogWriter writes its lines there. */

@@ -1,6 +1,10 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
-import { accessLine, accessLogWriter, createLogger, type AccessRecord } from '../src/log.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { requireMain, startCli } from './helpers/cli.js';
+import { req } from './helpers/http.js';
+import { ok, startUpstream } from './helpers/upstream.js';
+import { waitFor } from './helpers/wait.js';
+import { accessLine, accessLogWriter, createLogger, LineBatch, type AccessRecord } from '../src/log.js';
 
 /** A destination that keeps each write. */
 function capture(): { lines: string[]; write(line: string): void } {
@@ -48,4 +52,83 @@ describe('access-log lines', () => {
     const line = JSON.parse(dest.lines[0] as string) as Record<string, unknown>;
     expect(line).toMatchObject({ level: 30, app: 'host', access: true, route: 'bench', status: 200 });
   });
+});
+
+describe('LineBatch (the stdout destination)', () => {
+  /** Stands in for sonic-boom: keeps each chunk, and counts flushes. */
+  function sink(): { chunks: string[]; flushes: number; write(s: string): boolean; flush(cb?: (err?: Error) => void): void } {
+    const s = {
+      chunks: [] as string[],
+      flushes: 0,
+      write: (c: string) => (s.chunks.push(c), true),
+      flush: (cb?: (err?: Error) => void) => {
+        s.flushes++;
+        cb?.();
+      },
+    };
+    return s;
+  }
+  const line = (i: number) => `${accessLine({ ...(RECORDS[0] as AccessRecord), requestId: `id-${i}` }, 1765000000000 + i)}`;
+
+  it('hands lines on joined, in order, once ~8 KiB is collected, and the rest on flush', () => {
+    const out = sink();
+    const batch = new LineBatch(out);
+    const lines: string[] = [];
+    let i = 0;
+    // Up to just under 8192 characters, nothing is written.
+    while (lines.join('').length + line(i).length < 8192) {
+      lines.push(line(i));
+      batch.write(line(i++));
+    }
+    expect(out.chunks).toHaveLength(0);
+    lines.push(line(i));
+    batch.write(line(i++));
+    expect(out.chunks).toEqual([lines.join('')]);
+    batch.write(line(i));
+    let called = false;
+    batch.flush(() => (called = true));
+    expect(out.chunks).toEqual([lines.join(''), line(i)]);
+    expect(called).toBe(true);
+    expect(out.flushes).toBe(1);
+    // Every line arrives once, whole and in order.
+    const ids = out.chunks.join('').trimEnd().split('\n').map((l) => (JSON.parse(l) as { requestId: string }).requestId);
+    expect(ids).toEqual(Array.from({ length: i + 1 }, (_, k) => `id-${k}`));
+  });
+
+  it('writes nothing on a push with nothing collected', () => {
+    const out = sink();
+    const batch = new LineBatch(out);
+    batch.push();
+    batch.flush();
+    expect(out.chunks).toHaveLength(0);
+  });
+});
+
+describe('stdout of the real CLI with the access log on', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void> | void)();
+  });
+
+  it('carries every line once, in order: batches while busy, the rest within the flush interval, and what is left at exit', async () => {
+    requireMain();
+    const up = await startUpstream(ok('x'));
+    cleanups.push(() => up.close());
+    const cli = await startCli({ log: { level: 'info', accessLog: true }, drain: { delay: '100ms', timeout: '5s' }, upstreams: { up: { endpoints: [up.url] } }, routes: [{ name: 'r', match: { pathPrefix: '/' }, upstream: 'up' }] }, cleanups);
+    // 150 lines of ~230 bytes: several 8 KiB batches and a remainder.
+    const ids = Array.from({ length: 150 }, (_, i) => `line-${i}`);
+    for (const id of ids) expect((await req(cli.url, { path: '/a', headers: { 'x-request-id': id } })).status).toBe(200);
+    const access = () => cli.logs.filter((l) => l.access === true).map((l) => l.requestId);
+    // The remainder is written by the 250 ms flush, without more traffic.
+    await waitFor(() => access().length === ids.length || null, { timeout: 5000, interval: 20, what: 'all 150 access lines' });
+    expect(access()).toEqual(ids);
+    // A line still collected at SIGTERM is written before the process exits.
+    expect((await req(cli.url, { path: '/a', headers: { 'x-request-id': 'last' } })).status).toBe(200);
+    cli.child.kill('SIGTERM');
+    await cli.exited;
+    await waitFor(() => (access().includes('last') ? true : null), { timeout: 5000, interval: 20, what: 'the last line after exit' });
+    expect(access()).toEqual([...ids, 'last']);
+    // The start-up line came first: pino's own lines share the batch with the access lines.
+    expect(cli.logs.findIndex((l) => l.msg === 'outrigger listening')).toBeLessThan(cli.logs.findIndex((l) => l.access === true));
+  }, 30_000);
 });
