@@ -18,7 +18,7 @@ const MAIN_JS = join(REPO, 'dist', 'main.js');
 const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['throughput', '## Throughput', '| target | req/s |'],
   ['latency', '## Latency at a fixed rate', '| target | achieved req/s |'],
-  ['access-log', '## Access log on', '| target | req/s |'],
+  ['access-log', '## Access log on', '| target | load generator | req/s |'],
   ['fail-fast', '## Fail-fast', '| mode | load generator | req/s |'],
   ['retries', '## Retries', '| target | req/s |'],
   ['memory', '## Memory', '| target | RSS idle MB |'],
