@@ -5,6 +5,7 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
+// --target is accepted (startNodeRef passes it to every reference) and unused: nothing is proxied.
 const { values } = parseArgs({ options: { port: { type: 'string' }, target: { type: 'string' } } });
 const body = Buffer.from('fallback');
 const headers = ['content-length', '8', 'x-outrigger-fallback', 'breaker-open'];
