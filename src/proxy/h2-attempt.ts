@@ -120,12 +120,8 @@ export class H2Attempt implements Reply {
     return new Promise<Reply>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
-      let { ms, kind } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout);
-      if (this.probe && cfg.breaker.probeTimeout < ms) {
-        ms = cfg.breaker.probeTimeout;
-        kind = 'per_try';
-        this.probeLimited = true;
-      }
+      const { ms, kind, probeLimited } = attemptBudget(ex.remaining(), cfg.retry.perTryTimeout, this.probe ? cfg.breaker.probeTimeout : Infinity);
+      this.probeLimited = probeLimited;
       this.timeoutKind = kind;
       if (ms <= 0) {
         this.fail(new AttemptError('timeout', undefined, 'total'));

@@ -4,7 +4,8 @@
 // reaches the client as a reset stream (HTTP/2) or a cut connection (HTTP/1.1), counted in
 // outrigger_responses_truncated_total. Request trailers reach the upstream, bodyTimeout
 // bounds an idle stream, maxConnections caps the sessions opened when the peer's stream
-// limit is reached, and the stale-if-error cache keeps HTTP/2 answers.
+// limit is reached, the stale-if-error cache keeps HTTP/2 answers, and a half-open probe is
+// bounded by breaker.probeTimeout as on HTTP/1.1.
 import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -535,5 +536,39 @@ describe('stale-if-error on an HTTP/2 upstream', () => {
     failing = false;
     const c = await req(px.url, { path: '/other' });
     expect(c.status).toBe(200);
+  });
+});
+
+describe('half-open probe timeout on an HTTP/2 upstream', () => {
+  it('bounds an h2c probe by breaker.probeTimeout when the route has no timeout, and the breaker re-opens', async () => {
+    let mode: 'fail' | 'hang' | 'ok' = 'fail';
+    up = await startH2((s) => {
+      if (mode === 'hang' || s.stream.destroyed) return;
+      s.stream.respond({ ':status': mode === 'fail' ? 503 : 200 });
+      s.stream.end(mode);
+    });
+    px = await startProxy(h2cfg(up.url, {}, { timeout: 0, retry: { attempts: 0 }, breaker: { consecutiveFailures: 1, halfOpenAfter: '200ms', probeTimeout: '300ms', failOn: ['5xx'] } }));
+    const state = async () => ((await (await fetch(`${px?.adminUrl}/breakers`)).json()) as Array<{ state: string }>)[0]?.state;
+    expect((await req(px.url, { path: '/a' })).status).toBe(503);
+    expect(await state()).toBe('open');
+    mode = 'hang';
+    await sleep(300);
+    const started = Date.now();
+    const probe = await req(px.url, { path: '/a' });
+    // Without the probe bound the attempt would wait on the stream forever (timeout: 0).
+    expect(probe.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(await state()).toBe('open');
+    expect(await metricValue(px.metricsUrl, 'outrigger_timeouts_total', { route: 'h2', kind: 'per_try' })).toBe(1);
+    mode = 'ok';
+    const recovered = await waitFor(
+      async () => {
+        const r = await req(px?.url ?? '', { path: '/a' });
+        return r.status === 200 ? r : null;
+      },
+      { timeout: 8000, interval: 100, what: 'a successful probe' },
+    );
+    expect(recovered.body).toBe('ok');
+    expect(await state()).toBe('closed');
   });
 });
