@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse } from 'yaml';
 import { jsonSchema } from '../../src/config/write-schema.js';
+import { configSchema } from '../../src/config/schema.js';
 
 describe('schema/outrigger.schema.json', () => {
   it('matches the zod schema (run `npm run schema` after changing src/config/schema.ts)', () => {
@@ -18,5 +19,40 @@ describe('schema/outrigger.schema.json', () => {
     }
     expect(validate({ routes: [{ name: 'a', upstream: 'b', retyr: {} }] })).toBe(false);
     expect(validate({ defaults: { retry: { attempts: 'three' } } })).toBe(false);
+  });
+});
+
+type Node = { default?: unknown; properties?: Record<string, Node> };
+
+/** The value each key of an object schema defaults to, from the JSON Schema's `default`s alone. */
+function defaultsOf(node: Node): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(node.properties ?? {})) {
+    if (child.default === undefined) continue;
+    // A block with a default ({}) is written out key by key; an optional block has none.
+    out[key] = child.properties !== undefined ? defaultsOf(child) : child.default;
+  }
+  return out;
+}
+
+describe('the JSON Schema’s defaults', () => {
+  const schema = JSON.parse(jsonSchema()) as Node;
+  const defaults = schema.properties?.defaults as Node;
+
+  it('include the duration and size keys, whose types transform their input', () => {
+    expect(defaults.properties?.timeout?.default).toBe(15_000);
+    expect(defaults.properties?.bodyTimeout?.default).toBe(30_000);
+    expect(schema.properties?.http?.properties?.maxHeaderBytes?.default).toBe(16_384);
+  });
+
+  it('are the defaults the proxy applies: the defaults block written out from them parses to the one an empty block gives', () => {
+    const written = defaultsOf(defaults);
+    const applied = configSchema.parse({}).defaults;
+    // Every key has its default in the JSON Schema (durations in ms, sizes in bytes: the
+    // values the proxy works with), and those values are accepted as written.
+    expect(written).toEqual(applied);
+    expect(configSchema.parse({ defaults: written }).defaults).toEqual(applied);
+    // The same check can fail: a default changed in the written block shows.
+    expect(configSchema.parse({ defaults: { ...written, timeout: 1 } }).defaults).not.toEqual(configSchema.parse({}).defaults);
   });
 });
