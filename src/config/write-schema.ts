@@ -22,11 +22,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
  * zod leaves out the `default` of a key whose type transforms its input (durations, sizes,
  * lower-cased header names), since a default is an output value. Ours are milliseconds,
  * bytes and lower-case names, which those keys also accept as input, so the JSON Schema can
- * carry them (test/config/json-schema.test.ts checks every key of `defaults` has its own).
+ * carry them (test/config/json-schema.test.ts checks every defaulted key has its own).
  */
 function keepDefault(ctx: { zodSchema: z.core.$ZodTypes; jsonSchema: z.core.JSONSchema.BaseSchema }): void {
   const def = ctx.zodSchema._zod.def;
   if (def.type !== 'default' || ctx.jsonSchema.default !== undefined) return;
   const value: unknown = def.defaultValue;
-  if (typeof value === 'number' ? Number.isFinite(value) : typeof value === 'string' || typeof value === 'boolean' || Array.isArray(value)) ctx.jsonSchema.default = value;
+  // Plain data only: a number JSON cannot hold (Infinity) is left out rather than written as null.
+  if (typeof value === 'number' ? Number.isFinite(value) : typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'object' && value !== null)) ctx.jsonSchema.default = value;
 }

@@ -45,6 +45,12 @@ describe('the JSON Schema’s defaults', () => {
     expect(schema.properties?.http?.properties?.maxHeaderBytes?.default).toBe(16_384);
   });
 
+  it('are the defaults the proxy applies, for every key of an empty config', () => {
+    const written = defaultsOf(schema);
+    expect(written).toEqual(configSchema.parse({}));
+    expect(configSchema.parse(written)).toEqual(configSchema.parse({}));
+  });
+
   it('are the defaults the proxy applies: the defaults block written out from them parses to the one an empty block gives', () => {
     const written = defaultsOf(defaults);
     const applied = configSchema.parse({}).defaults;
