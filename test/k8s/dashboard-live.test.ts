@@ -257,7 +257,10 @@ describe('the Grafana dashboard on a real Prometheus', () => {
       const expr = substitute(t.expr, vars);
       let values: number[];
       try {
-        const r = await P().queryRange(expr, rangeStart, rangeEnd, 1);
+        // A 0.25 s step, under the 1 s scrape interval: a gauge that was 1 for one scrape only
+        // (the open WebSocket) holds between two samples less than 1 s apart when a loaded
+        // machine delays a scrape, and a 1 s step can fall on either side of that gap.
+        const r = await P().queryRange(expr, rangeStart, rangeEnd, 0.25);
         values = sampleValues(r);
         if (!(r.result as PromSample[]).length) {
           problems.push(`${name}: no series\n    ${expr}`);
