@@ -11,7 +11,7 @@ import { createAdminHandler, createMetricsHandler, createStatusHandler, type Adm
 import { Operations } from './admin/ops.js';
 import type { ReplayResult } from './admin/dead-letters.js';
 import type { DeadLetterEntry } from './deadletter/journal.js';
-import { accessLogWriter, createLogger, effectiveLevel, type Logger } from './log.js';
+import { accessLogWriter, createLogger, droppedLogLines, effectiveLevel, type Logger } from './log.js';
 import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/http.js';
 import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
@@ -72,6 +72,7 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
   const cfg = loaded.config;
   const log = opts.logger ?? createLogger(effectiveLevel(cfg.log.level, env));
   const metrics = new Metrics(opts.processMetrics ?? true);
+  metrics.droppedLogLines = droppedLogLines;
   const state: ProxyState = {
     runtime: Runtime.build(loaded, metrics, log, null),
     draining: false,

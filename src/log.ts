@@ -54,13 +54,48 @@ export class LineBatch implements pino.DestinationStream {
 }
 
 /**
- * stdout, written asynchronously in chunks of at least 8 KiB (or every 250 ms). One write
- * per line would cost a thread-pool round trip per request with access logs on; batching
- * makes that a small fraction. Whatever is buffered is written synchronously at exit.
+ * The most stdout may hold unwritten. Past it, while stdout does not keep up (a blocked
+ * pipe, a stalled log collector), lines are dropped and counted instead of growing the
+ * heap until the process dies: 64 MiB is ~290,000 access-log lines, about 20 s at 15k req/s.
  */
+export const MAX_BUFFERED_LOG_BYTES = 64 * 1024 * 1024;
+
+let droppedLines = 0;
+
+/** Log lines dropped because stdout did not keep up (outrigger_log_lines_dropped_total). */
+export function droppedLogLines(): number {
+  return droppedLines;
+}
+
+/** How often, at most, stderr says that lines are being dropped. */
+const DROP_NOTICE_MS = 60_000;
+
+/**
+ * A destination on `fd` written asynchronously in chunks of at least 8 KiB (or every
+ * 250 ms): one write per line would cost a thread-pool round trip per request with access
+ * logs on. At most `maxBufferedBytes` wait; what comes past that is dropped, counted, and
+ * said on stderr (at most once a minute). Exported for tests, which pass a pipe.
+ */
+export function bufferedDestination(fd: number, maxBufferedBytes = MAX_BUFFERED_LOG_BYTES): { batch: LineBatch; dest: ReturnType<typeof pino.destination> } {
+  const dest = pino.destination({ dest: fd, sync: false, minLength: BATCH_CHARS, maxLength: maxBufferedBytes });
+  let noticed = -Infinity;
+  dest.on('drop', (data: unknown) => {
+    const text = String(data);
+    let lines = 0;
+    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
+    droppedLines += lines;
+    const now = Date.now();
+    if (now - noticed >= DROP_NOTICE_MS) {
+      noticed = now;
+      process.stderr.write(`outrigger: stdout is not keeping up; log lines are being dropped (${droppedLines} so far, counted in outrigger_log_lines_dropped_total)\n`);
+    }
+  });
+  return { batch: new LineBatch(dest), dest };
+}
+
+/** stdout, through bufferedDestination; whatever is buffered is written synchronously at exit. */
 function stdoutDestination(): pino.DestinationStream {
-  const dest = pino.destination({ dest: 1, sync: false, minLength: BATCH_CHARS });
-  const batch = new LineBatch(dest);
+  const { batch, dest } = bufferedDestination(1);
   const flush = () => {
     batch.push();
     try {

@@ -1,10 +1,14 @@
+import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { requireMain, startCli } from './helpers/cli.js';
 import { req } from './helpers/http.js';
 import { ok, startUpstream } from './helpers/upstream.js';
 import { waitFor } from './helpers/wait.js';
-import { accessLine, accessLogWriter, createLogger, LineBatch, type AccessRecord } from '../src/log.js';
+import { accessLine, accessLogWriter, bufferedDestination, createLogger, droppedLogLines, LineBatch, type AccessRecord } from '../src/log.js';
 
 /** A destination that keeps each write. */
 function capture(): { lines: string[]; write(line: string): void } {
@@ -131,4 +135,67 @@ describe('stdout of the real CLI with the access log on', () => {
     // The start-up line came first: pino's own lines share the batch with the access lines.
     expect(cli.logs.findIndex((l) => l.msg === 'outrigger listening')).toBeLessThan(cli.logs.findIndex((l) => l.access === true));
   }, 30_000);
+});
+
+describe('bufferedDestination when stdout does not keep up', () => {
+  let cleanup: (() => void) | undefined;
+  afterEach(() => {
+    cleanup?.();
+    cleanup = undefined;
+  });
+
+  it('holds at most maxBufferedBytes, drops and counts whole lines past it, and every line is either written or counted', async () => {
+    // A FIFO nobody reads yet: the first write fills the pipe and blocks, as a stalled log
+    // collector's pipe would.
+    const dir = mkdtempSync(join(tmpdir(), 'outrigger-log-'));
+    const fifo = join(dir, 'stdout');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, 'w');
+    const notices: string[] = [];
+    const stderrWrite = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => {
+      notices.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    const { batch, dest } = bufferedDestination(writer, 256 * 1024);
+    cleanup = () => {
+      process.stderr.write = stderrWrite;
+      dest.on('error', () => {}); // a write still blocked fails with EPIPE once the reader closes
+      dest.destroy();
+      closeSync(reader);
+      rmSync(dir, { recursive: true, force: true });
+    };
+    const before = droppedLogLines();
+    const line = `${'x'.repeat(199)}\n`;
+    const written = 20_000; // 4 MB, far past the 256 KiB bound
+    for (let i = 0; i < written; i++) batch.write(line);
+    batch.push();
+    process.stderr.write = stderrWrite;
+    const dropped = droppedLogLines() - before;
+    expect(dropped).toBeGreaterThan(written - (256 * 1024) / line.length - 1);
+    expect(dropped).toBeLessThan(written);
+    expect(notices.filter((n) => n.includes('log lines are being dropped'))).toHaveLength(1);
+
+    // The collector catches up: what was kept arrives, whole lines only.
+    let text = '';
+    const buf = Buffer.alloc(65_536);
+    await waitFor(
+      () => {
+        for (;;) {
+          let n = 0;
+          try {
+            n = readSync(reader, buf, 0, buf.length, null);
+          } catch {
+            break; // EAGAIN: the pipe is empty for now
+          }
+          if (n === 0) break;
+          text += buf.toString('latin1', 0, n);
+        }
+        return text.length === (written - dropped) * line.length;
+      },
+      { timeout: 10_000, interval: 10, what: 'the kept lines through the pipe' },
+    );
+    expect(text.split('\n').every((l) => l === '' || l === line.slice(0, -1))).toBe(true);
+  });
 });

@@ -224,6 +224,17 @@ export class Metrics {
   readonly events = new EventLog();
   /** The BreakerMetrics of each breaker name, the newest one when a breaker was rebuilt. */
   readonly breakerStats = new Map<string, BreakerMetrics>();
+  /** Where outrigger_log_lines_dropped_total reads from; app.ts points it at log.ts. */
+  droppedLogLines: () => number = () => 0;
+  readonly logLinesDropped = new Counter({
+    name: 'outrigger_log_lines_dropped_total',
+    help: 'Log lines (access log included) dropped because stdout did not keep up and its buffer was full.',
+    registers: [this.registry],
+    collect: () => {
+      this.logLinesDropped.reset();
+      this.logLinesDropped.inc(this.droppedLogLines());
+    },
+  });
   readonly reloads = new Counter({
     name: 'outrigger_config_reloads_total',
     help: 'Config reloads, by result.',

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { start } from '../../src/app.js';
+import { droppedLogLines } from '../../src/log.js';
 import { hang, ok, refusedPort, resetBeforeHeaders, startUpstream } from '../helpers/upstream.js';
 import { LOOPBACK_LISTENERS, metricValue, oneRoute, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
@@ -23,6 +24,8 @@ describe('/metrics', () => {
     const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
     expect(await m(px, 'outrigger_build_info', { version, node: process.version })).toBe(1);
     expect(await m(px, 'outrigger_config_last_reload_success', {})).toBe(1);
+    // From 0 (the drops themselves: test/log.test.ts), read from the process's stdout buffer.
+    expect(await m(px, 'outrigger_log_lines_dropped_total', {})).toBe(droppedLogLines());
     const ts = await m(px, 'outrigger_config_last_reload_timestamp_seconds', {});
     expect(ts).toBeGreaterThan(Date.now() / 1000 - 600);
     expect(ts).toBeLessThanOrEqual(Date.now() / 1000 + 1);
