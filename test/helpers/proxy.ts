@@ -83,3 +83,11 @@ export async function metricValue(metricsUrl: string, name: string, labels: Reco
   }
   return undefined;
 }
+
+/** One breaker's entry in GET /breakers on the admin port (oneRoute's r1 unless named); throws when it is not listed. */
+export async function breakerState(px: { adminUrl: string }, name = 'r1'): Promise<Record<string, unknown>> {
+  const list = (await (await fetch(`${px.adminUrl}/breakers`)).json()) as Array<Record<string, unknown>>;
+  const b = list.find((x) => x.name === name);
+  if (!b) throw new Error(`no breaker ${name}`);
+  return b;
+}

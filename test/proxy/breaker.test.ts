@@ -1,20 +1,13 @@
 import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { ok, refusedPort, startUpstream } from '../helpers/upstream.js';
-import { metricValue, oneRoute, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { breakerState, metricValue, oneRoute, startProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const track = useCleanup();
 const NO_RETRY = { attempts: 0 };
-
-async function breakerState(px: TestProxy, name = 'r1'): Promise<Record<string, unknown>> {
-  const list = (await (await fetch(`${px.adminUrl}/breakers`)).json()) as Array<Record<string, unknown>>;
-  const b = list.find((x) => x.name === name);
-  if (!b) throw new Error(`no breaker ${name}`);
-  return b;
-}
 
 describe('circuit breaker', () => {
   it('is force-closed by POST /breakers/{name}/reset after opening on failures', async () => {

@@ -10,7 +10,7 @@ import { connect, constants, createServer, type ClientHttp2Session, type Http2Se
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { breakerState, metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { req } from '../helpers/http.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -548,7 +548,8 @@ describe('half-open probe timeout on an HTTP/2 upstream', () => {
       s.stream.end(mode);
     });
     px = await startProxy(h2cfg(up.url, {}, { timeout: 0, retry: { attempts: 0 }, breaker: { consecutiveFailures: 1, halfOpenAfter: '200ms', probeTimeout: '300ms', failOn: ['5xx'] } }));
-    const state = async () => ((await (await fetch(`${px?.adminUrl}/breakers`)).json()) as Array<{ state: string }>)[0]?.state;
+    const proxy = px;
+    const state = async () => (await breakerState(proxy, 'h2')).state;
     expect((await req(px.url, { path: '/a' })).status).toBe(503);
     expect(await state()).toBe('open');
     mode = 'hang';
