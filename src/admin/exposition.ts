@@ -32,7 +32,7 @@ type Batch = ReadonlyArray<Buffer | string>;
 /** Samples per piece of a prom-client family, kept and compared as one: well under SLICE_MS to render. */
 const VALUES_PER_PIECE = 500;
 /** Bytes gathered before they are written and the event loop is let go. */
-const CHUNK_BYTES = 128 * 1024;
+export const CHUNK_BYTES = 128 * 1024;
 /**
  * ... or sooner, after this long (ms): a first scrape renders everything, before the JIT has
  * compiled it, and a loaded machine is slower still.

@@ -9,6 +9,10 @@ import type { BreakerSnapshot } from '../policies/breaker.js';
 import { parseSeverity, type Operations } from './ops.js';
 import { serveStatusPage } from './status-page.js';
 import { handleDeadLetters, type ReplayFn } from './dead-letters.js';
+import { CHUNK_BYTES } from './exposition.js';
+
+/** A /metrics text up to one rendering chunk is sent whole, with a Content-Length. */
+const HELD_METRICS_BYTES = CHUNK_BYTES;
 
 export interface AdminState {
   /** The running proxy, as a registry the admin endpoints read. */
@@ -209,22 +213,25 @@ export function createMetricsHandler(metrics: Metrics): (req: IncomingMessage, r
       return;
     }
     // Streamed as it is rendered: the event loop runs between chunks, and a slow scraper
-    // paces the rendering through the socket's backpressure instead of piling up text. The
-    // first chunk waits for the second: a text that fits in one goes out with a Content-Length.
-    let held: Buffer | null = null;
+    // paces the rendering through the socket's backpressure instead of piling up text. Up to
+    // HELD_METRICS_BYTES is held first, so a text that fits goes out with a Content-Length
+    // whether the renderer cut it into one chunk or, on a busy event loop, several.
+    const held: Buffer[] = [];
+    let heldBytes = 0;
     let streaming = false;
     metrics
       .scrape((chunk) => {
         if (res.destroyed) throw new ScrapeAbandoned();
-        if (!streaming && held === null) {
-          held = chunk;
+        if (!streaming && heldBytes + chunk.length <= HELD_METRICS_BYTES) {
+          held.push(chunk);
+          heldBytes += chunk.length;
           return undefined;
         }
         if (!streaming) {
           streaming = true;
           res.writeHead(200, head);
-          res.write(held);
-          held = null;
+          for (const c of held) res.write(c);
+          held.length = 0;
         }
         return res.write(chunk) ? undefined : drained(res);
       })
@@ -232,7 +239,7 @@ export function createMetricsHandler(metrics: Metrics): (req: IncomingMessage, r
         () => {
           if (res.destroyed) return;
           if (streaming) return void res.end();
-          const body = held ?? Buffer.alloc(0);
+          const body = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, heldBytes);
           res.writeHead(200, { ...head, 'content-length': String(body.length) });
           res.end(body);
         },
