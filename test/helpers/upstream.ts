@@ -1,7 +1,8 @@
 // A real node:http upstream for tests, with the faults the proxy must handle. Each
 // request is answered by the current `behave` function, which tests swap as they go.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 
 export interface SeenRequest {
   method: string;
@@ -105,9 +106,20 @@ export async function startUpstream(behave: Behaviour = ok()): Promise<TestUpstr
 
 /** A loopback port with nothing listening on it (connection refused). */
 export async function refusedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  // Below the kernel's ephemeral range, which every test listener (port 0) draws from: a
+  // port freed inside that range can be handed to another test's server moments later.
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  for (let i = 0; i < 50; i++) {
+    const port = 20000 + Math.floor(Math.random() * Math.max(1, low - 20000));
+    const refused = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => {
+        c.destroy();
+        resolve(false);
+      });
+      c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+    });
+    if (refused) return port;
+  }
+  throw new Error('no refused port found below the ephemeral range in 50 tries');
 }
