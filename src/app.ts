@@ -16,6 +16,7 @@ import { CONNECT_REFUSED, createProxyHandler, type ProxyState } from './proxy/ht
 import { ProxyError, errorResponse } from './errors.js';
 import { Runtime } from './runtime.js';
 import { parseListen } from './util/units.js';
+import { youngGenerationWarning } from './util/young-generation.js';
 import { UpgradeTracker, isUpgrade } from './proxy/upgrade.js';
 import { ProxyListener } from './proxy/listener.js';
 
@@ -242,6 +243,9 @@ export async function start(opts: StartOptions): Promise<Outrigger> {
     'outrigger listening',
   );
   if (loaded.warnings.length) log.warn({ path: opts.configPath, warnings: loaded.warnings, event: 'config_warnings' }, 'config warnings (the config is in force)');
+  const memoryLimitBytes = process.constrainedMemory();
+  const heapWarning = youngGenerationWarning({ constrainedMemory: memoryLimitBytes, execArgv: process.execArgv, nodeOptions: process.env.NODE_OPTIONS });
+  if (heapWarning) log.warn({ memoryLimitBytes, event: 'node_heap_warning' }, heapWarning);
   // The start-up line is what operators and scripts wait for: write it now, not with the next batch.
   log.flush();
 
