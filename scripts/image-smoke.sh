@@ -15,8 +15,8 @@
 #      dist/ comes from `npm run build`, which .ci/run runs first, like the build stage)
 #   2. `npm ci --omit=dev --ignore-scripts` (the deps stage)
 #   3. put the example config at <tmp>/etc/outrigger/outrigger.yaml, with the listen
-#      addresses moved to free 127.0.0.1 ports, set OUTRIGGER_CONFIG to it and
-#      NODE_ENV=production, and run the Dockerfile's CMD (`node dist/main.js`) from the app
+#      addresses moved to free 127.0.0.1 ports, set OUTRIGGER_CONFIG to it, NODE_ENV=production
+#      and the Dockerfile's NODE_OPTIONS, and run the Dockerfile's CMD (`node dist/main.js`) from the app
 #      directory; the bundled config's ports must be the Dockerfile's EXPOSEd ones
 #   4. wait for GET /readyz on the status port (the probes' port) to answer 200, run the
 #      Dockerfile's HEALTHCHECK command (aimed at the moved status port), then send
@@ -135,6 +135,7 @@ else {
   else if (health[0] !== "node") problems.push(`runtime stage: HEALTHCHECK ${hc}: expected a node command`);
 }
 const envPath = runtime.filter((x) => x.op === "ENV").map((x) => /(?:^|\s)PATH=(\S+)/.exec(x.args)?.[1]).filter(Boolean).pop();
+const nodeOptions = runtime.filter((x) => x.op === "ENV").map((x) => /(?:^|\s)NODE_OPTIONS=(\S+)/.exec(x.args)?.[1]).filter(Boolean).pop() ?? "";
 const base = froms.length ? froms[froms.length - 1].args : "";
 if (/distroless\/nodejs/.test(base) && !(envPath ?? "").split(":").includes("/nodejs/bin")) {
   problems.push("runtime stage: ENV PATH must include /nodejs/bin (the distroless base does not put node on PATH)");
@@ -144,7 +145,7 @@ if (problems.length) {
   for (const p of problems) process.stderr.write(`image-smoke: Dockerfile: ${p}\n`);
   process.exit(1);
 }
-writeFileSync(out, JSON.stringify({ cmd: cmdArgv, health, expose }));
+writeFileSync(out, JSON.stringify({ cmd: cmdArgv, health, expose, nodeOptions }));
 process.stderr.write(`image-smoke: Dockerfile: ${froms.length} FROM lines pinned by digest, Node ${nodeMajor}; runtime stage: no shell steps, exec form ENTRYPOINT/CMD/HEALTHCHECK\n`);
 NODE
 if [[ $dockerfile_only == 1 ]]; then log "ok (Dockerfile only)"; exit 0; fi
@@ -210,8 +211,10 @@ chmod -R a-w "$app" "$work/etc"
 
 # The Dockerfile's CMD, argument by argument (tini only passes it on).
 mapfile -t cmd < <(node -e 'for (const a of JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).cmd) console.log(a)' "$work/dockerfile.json")
-log "starting ${cmd[*]} (OUTRIGGER_CONFIG=$config; proxy $proxy_port, admin $admin_port, status $status_port, metrics $metrics_port)"
-(cd "$app" && exec env NODE_ENV=production OUTRIGGER_CONFIG="$config" "${cmd[@]}") >"$work/proxy.log" 2>&1 &
+# The Dockerfile's ENV NODE_OPTIONS too: node refuses a flag it does not allow there.
+node_options="$(node -e 'console.log(JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).nodeOptions)' "$work/dockerfile.json")"
+log "starting ${cmd[*]} (NODE_OPTIONS=$node_options OUTRIGGER_CONFIG=$config; proxy $proxy_port, admin $admin_port, status $status_port, metrics $metrics_port)"
+(cd "$app" && exec env NODE_ENV=production NODE_OPTIONS="$node_options" OUTRIGGER_CONFIG="$config" "${cmd[@]}") >"$work/proxy.log" 2>&1 &
 pid=$!
 
 # 4. Readiness, then a SIGTERM and a clean exit.

@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RECOMMENDED_SEMI_SPACE_MB } from '../../src/util/young-generation.js';
 
 const SMOKE = resolve('scripts/image-smoke.sh');
 const PIN = resolve('scripts/pin-base-images.sh');
@@ -63,6 +64,8 @@ describe('Dockerfile', () => {
     expect(DOCKERFILE).toContain('CMD ["node", "dist/main.js"]');
     expect(DOCKERFILE).toMatch(/HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "-e", "fetch\('http:\/\/127\.0\.0\.1:15021\/livez'/);
     expect(DOCKERFILE).toMatch(/^ENV PATH=\/nodejs\/bin:/m);
+    // The young generation the start-up warning recommends (src/util/young-generation.ts).
+    expect(DOCKERFILE).toMatch(new RegExp(`^\\s+NODE_OPTIONS=--max-semi-space-size=${RECOMMENDED_SEMI_SPACE_MB} \\\\$`, 'm'));
     expect(DOCKERFILE).toMatch(/^USER 1000:1000$/m);
   });
 
