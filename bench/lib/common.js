@@ -34,7 +34,7 @@ export function statusSummary(codes) {
 }
 
 /**
- * Interleave targets across rounds (A B C A B C ...). `measure(target, round)`
+ * Interleave targets across rounds, each round starting one later (A B C, B C A, C A B ...). `measure(target, round)`
  * returns one raw result. An optional warm-up pass runs each target once first.
  * Returns { byTarget: { name: [results...] }, raw: [{ round, target, result }] }.
  */
@@ -48,7 +48,10 @@ export async function interleave(ctx, targets, measure, { warmup = true } = {}) 
     }
   }
   for (let round = 0; round < ctx.rounds; round++) {
-    for (const t of targets) {
+    // Each round starts one target later, so no target always follows the same one: what a
+    // round leaves behind (warm caches, a busy upstream, a GC due) falls on each in turn.
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + round) % targets.length];
       ctx.log(`  round ${round + 1}/${ctx.rounds} ${t.name} (${ctx.duration}s)`);
       const result = await measure(t, round, ctx.duration);
       byTarget[t.name].push(result);
