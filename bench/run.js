@@ -21,7 +21,7 @@ import { installCleanup, clockTicks, killAll } from './lib/proc.js';
 import { mdTable } from './lib/common.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-export const SCENARIOS = ['throughput', 'latency', 'access-log', 'fail-fast', 'retries', 'memory', 'websocket', 'websocket-relay', 'grpc-unary', 'h2c-to-h1', 'route-scale'];
+export const SCENARIOS = ['throughput', 'latency', 'access-log', 'fail-fast', 'retries', 'memory', 'young-generation', 'websocket', 'websocket-relay', 'grpc-unary', 'h2c-to-h1', 'route-scale'];
 const ALL_TARGETS = ['direct', 'outrigger', 'undici-ref', 'dispatch-ref', 'http-proxy-ref', 'tunnel-ref', 'floor-ref'];
 
 const USAGE = `Usage: node bench/run.js [--scenario NAME]... [--duration S] [--rounds N] [--warmup S]

@@ -1,5 +1,5 @@
 // Start Outrigger (node dist/main.js --config <tmp yaml>) on free loopback ports.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, makeTmpDir, startProcess, waitForHttp, httpRequest, tail } from './proc.js';
@@ -98,7 +98,18 @@ export class OutriggerNotBuilt extends Error {}
  * Returns { name, url, pid, ports, adminUrl, metricsUrl, logFile, configFile, isolate(), reset(), stop() }.
  * With the access log on, stdout (pino JSON) goes to a file, as asked by the issue.
  */
-export async function startOutrigger({ upstreamUrl, accessLog = false, grpc = false, name = 'outrigger', config = null, readyTimeoutMs = 20000 }) {
+/**
+ * The NODE_OPTIONS the image runs the proxy with (the Dockerfile's ENV line), so a scenario
+ * can measure the process as it ships in a container as well as under plain `node`.
+ */
+export function imageNodeOptions() {
+  const m = /^\s*(?:ENV\s+)?NODE_OPTIONS=(\S+)/m.exec(readFileSync(join(repoRoot, 'Dockerfile'), 'utf8'));
+  if (!m) throw new Error('the Dockerfile sets no NODE_OPTIONS');
+  return m[1];
+}
+
+/** nodeOptions: NODE_OPTIONS for the proxy (default: none, as `npm start` runs it); nodeFlags: node flags before main.js. */
+export async function startOutrigger({ upstreamUrl, accessLog = false, grpc = false, name = 'outrigger', config = null, readyTimeoutMs = 20000, nodeOptions = null, nodeFlags = [] }) {
   if (!existsSync(outriggerMain)) {
     throw new OutriggerNotBuilt(`${outriggerMain} does not exist: run \`npm run build\` first (or pass --targets without outrigger)`);
   }
@@ -109,9 +120,9 @@ export async function startOutrigger({ upstreamUrl, accessLog = false, grpc = fa
   writeFileSync(configFile, config ? config(ports) : outriggerConfig({ ...ports, accessLog, grpc }));
   const logFile = join(dir, 'stdout.log');
   const errFile = join(dir, 'stderr.log');
-  const proc = startProcess(process.execPath, [outriggerMain, '--config', configFile], {
+  const proc = startProcess(process.execPath, [...nodeFlags, outriggerMain, '--config', configFile], {
     cwd: repoRoot,
-    env: { OUTRIGGER_LOG_LEVEL: 'info' },
+    env: { OUTRIGGER_LOG_LEVEL: 'info', NODE_OPTIONS: nodeOptions ?? '' },
     stdoutFile: logFile,
     stderrFile: errFile,
   });

@@ -42,7 +42,7 @@ export async function startTarget(kind, upstream, opts = {}) {
     case 'direct':
       return { name: opts.name || 'direct', kind, url: upstream.url, pid: upstream.pid, stop: async () => {} };
     case 'outrigger':
-      return startOutrigger({ upstreamUrl: upstream.url, accessLog: !!opts.accessLog, name: opts.name || 'outrigger' });
+      return startOutrigger({ upstreamUrl: upstream.url, accessLog: !!opts.accessLog, name: opts.name || 'outrigger', nodeOptions: opts.nodeOptions ?? null, nodeFlags: opts.nodeFlags ?? [] });
     case 'undici-ref':
       return startNodeRef('undici-ref', 'ref-undici.js', upstream.url);
     case 'dispatch-ref':

@@ -22,6 +22,7 @@ const SCENARIOS: Array<[name: string, heading: string, header: string]> = [
   ['fail-fast', '## Fail-fast', '| mode | load generator | req/s |'],
   ['retries', '## Retries', '| target | req/s |'],
   ['memory', '## Memory', '| target | RSS idle MB |'],
+  ['young-generation', '## Young generation', '| target | req/s |'],
   ['websocket', '## WebSocket echo', '| target | messages/s |'],
   ['websocket-relay', '## WebSocket relay', '| mode | target | messages/s |'],
   ['grpc-unary', '## gRPC unary', '| target | calls/s |'],
