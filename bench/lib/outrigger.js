@@ -92,13 +92,6 @@ routes:
 export class OutriggerNotBuilt extends Error {}
 
 /**
- * Start Outrigger against upstreamUrl. opts: { accessLog, grpc } (grpc: the gRPC config
- * above, with an h2c upstream), or config: a function of { port, adminPort, metricsPort,
- * upstreamUrl } returning the config text to use instead.
- * Returns { name, url, pid, ports, adminUrl, metricsUrl, logFile, configFile, isolate(), reset(), stop() }.
- * With the access log on, stdout (pino JSON) goes to a file, as asked by the issue.
- */
-/**
  * The NODE_OPTIONS the image runs the proxy with (the Dockerfile's ENV line), so a scenario
  * can measure the process as it ships in a container as well as under plain `node`.
  */
@@ -108,7 +101,15 @@ export function imageNodeOptions() {
   return m[1];
 }
 
-/** nodeOptions: NODE_OPTIONS for the proxy (default: none, as `npm start` runs it); nodeFlags: node flags before main.js. */
+/**
+ * Start Outrigger against upstreamUrl. opts: { accessLog, grpc } (grpc: the gRPC config
+ * above, with an h2c upstream), or config: a function of { port, adminPort, metricsPort,
+ * upstreamUrl } returning the config text to use instead.
+ * Returns { name, url, pid, ports, adminUrl, metricsUrl, logFile, configFile, isolate(), reset(), stop() }.
+ * With the access log on, stdout (pino JSON) goes to a file, as asked by the issue.
+ * nodeOptions: NODE_OPTIONS for the proxy (default none, as `npm start` runs it); nodeFlags:
+ * node flags before main.js.
+ */
 export async function startOutrigger({ upstreamUrl, accessLog = false, grpc = false, name = 'outrigger', config = null, readyTimeoutMs = 20000, nodeOptions = null, nodeFlags = [] }) {
   if (!existsSync(outriggerMain)) {
     throw new OutriggerNotBuilt(`${outriggerMain} does not exist: run \`npm run build\` first (or pass --targets without outrigger)`);
