@@ -31,8 +31,15 @@ export interface Cli {
   exitCode(): number | string | undefined;
 }
 
+export interface CliLaunch {
+  /** Environment changes for the child: a string sets the variable, undefined removes it. */
+  env?: Record<string, string | undefined>;
+  /** The command that runs `node <args>`, in place of node itself: returns [command, argv]. */
+  wrap?: (node: string, args: string[]) => [string, string[]];
+}
+
 /** Spawns the CLI on a config with ephemeral ports and waits for its "listening" line. */
-export async function startCli(cfg: Record<string, unknown>, cleanups: Array<() => Promise<void> | void>, behindSymlink = false): Promise<Cli> {
+export async function startCli(cfg: Record<string, unknown>, cleanups: Array<() => Promise<void> | void>, behindSymlink = false, launch: CliLaunch = {}): Promise<Cli> {
   const dir = mkdtempSync(join(tmpdir(), 'outrigger-drain-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const configPath = join(dir, 'outrigger.yaml');
@@ -47,7 +54,13 @@ export async function startCli(cfg: Record<string, unknown>, cleanups: Array<() 
   delete env.OUTRIGGER_LOG_LEVEL;
   delete env.OUTRIGGER_ADMIN_TOKEN;
   delete env.OUTRIGGER_CONFIG;
-  const child = spawn(process.execPath, [MAIN_JS, '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const [k, v] of Object.entries(launch.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const args = [MAIN_JS, '--config', configPath];
+  const [command, argv] = launch.wrap ? launch.wrap(process.execPath, args) : [process.execPath, args];
+  const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let code: number | string | undefined;
   const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (c, sig) => {

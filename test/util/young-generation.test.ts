@@ -1,13 +1,10 @@
 // The start-up warning for V8's minimum young generation: the rule on its own, then the
 // real CLI inside a real cgroup memory limit (where the machine lets the test make one).
-import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { LOW_MEMORY_LIMIT_BYTES, RECOMMENDED_SEMI_SPACE_MB, youngGenerationWarning } from '../../src/util/young-generation.js';
-import { MAIN_JS, requireMain } from '../helpers/cli.js';
-import { useCleanup } from '../helpers/cleanup.js';
+import { type Cli, requireMain, startCli } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 const facts = (constrainedMemory: number, execArgv: string[] = [], nodeOptions?: string) => ({ constrainedMemory, execArgv, nodeOptions });
@@ -46,60 +43,30 @@ function cgroupWritable(): boolean {
 }
 
 describe.skipIf(!cgroupWritable())('the CLI inside a 256 MiB cgroup memory limit', () => {
-  // Closed in reverse: node first, then its config, then the (by then empty) cgroup.
-  const cleanup = useCleanup();
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    // In reverse: the proxy first, then the (by then empty) cgroup.
+    while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void> | void)();
+  });
 
-  async function startLimited(nodeOptions: string | undefined): Promise<Array<Record<string, unknown>>> {
+  async function startLimited(nodeOptions: string | undefined): Promise<Cli> {
     requireMain();
     const group = join(CGROUP_ROOT, `outrigger-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
     mkdirSync(group);
-    cleanup({ close: () => rmdirSync(group) });
+    cleanups.push(() => rmdirSync(group));
     writeFileSync(join(group, 'memory.limit_in_bytes'), String(256 * MiB));
-    const dir = mkdtempSync(join(tmpdir(), 'outrigger-ygen-'));
-    cleanup({ close: () => rmSync(dir, { recursive: true, force: true }) });
-    const config = join(dir, 'outrigger.yaml');
-    writeFileSync(config, 'listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\nmetrics: { listen: 127.0.0.1:0 }\nroutes: []\n');
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env.NODE_OPTIONS;
-    delete env.OUTRIGGER_LOG_LEVEL;
-    if (nodeOptions !== undefined) env.NODE_OPTIONS = nodeOptions;
-    // The shell joins the cgroup, then becomes node: the limit holds from the first instruction.
-    const child = spawn('sh', ['-c', `echo $$ > ${group}/cgroup.procs && exec "$0" "$@"`, process.execPath, MAIN_JS, '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    cleanup({
-      close: async () => {
-        child.kill('SIGKILL');
-        await exited;
-      },
+    const cli = await startCli({ routes: [] }, cleanups, false, {
+      env: { NODE_OPTIONS: nodeOptions },
+      // The shell joins the cgroup, then becomes node: the limit holds from the first instruction.
+      wrap: (node, args) => ['sh', ['-c', `echo $$ > ${group}/cgroup.procs && exec "$0" "$@"`, node, ...args]],
     });
-    const logs: Array<Record<string, unknown>> = [];
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    await new Promise<void>((resolve, reject) => {
-      let buf = '';
-      const timer = setTimeout(() => reject(new Error(`no "outrigger listening" line within 20 s; stderr: ${stderr}`)), 20_000);
-      child.stdout.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          const rec = JSON.parse(line) as Record<string, unknown>;
-          logs.push(rec);
-          if (rec.msg === 'outrigger listening') {
-            clearTimeout(timer);
-            // The warning follows the listening line in the same flush.
-            setTimeout(resolve, 200);
-          }
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`exited with ${code}; stderr: ${stderr}`)));
-    });
-    return logs;
+    // The warning follows the listening line in the same flush; give a split write time to land.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return cli;
   }
 
   it('logs node_heap_warning at warn without the flag', async () => {
-    const logs = await startLimited(undefined);
+    const { logs } = await startLimited(undefined);
     const w = logs.find((l) => l.event === 'node_heap_warning');
     expect(w, JSON.stringify(logs)).toBeDefined();
     expect(w?.level).toBe('warn');
@@ -108,7 +75,7 @@ describe.skipIf(!cgroupWritable())('the CLI inside a 256 MiB cgroup memory limit
   });
 
   it('is quiet with --max-semi-space-size in NODE_OPTIONS, as the image sets it', async () => {
-    const logs = await startLimited(`--max-semi-space-size=${RECOMMENDED_SEMI_SPACE_MB}`);
+    const { logs } = await startLimited(`--max-semi-space-size=${RECOMMENDED_SEMI_SPACE_MB}`);
     expect(logs.some((l) => l.msg === 'outrigger listening')).toBe(true);
     expect(logs.find((l) => l.event === 'node_heap_warning')).toBeUndefined();
   });
