@@ -30,8 +30,7 @@ export interface NodeHeapFacts {
 export function youngGenerationWarning(f: NodeHeapFacts): string | null {
   const limit = f.constrainedMemory;
   if (!(limit > 0 && limit <= LOW_MEMORY_LIMIT_BYTES)) return null;
-  if (f.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) return null;
-  if (f.nodeOptions !== undefined && FLAG.test(f.nodeOptions)) return null;
+  if (FLAG.test(`${f.execArgv.join(' ')} ${f.nodeOptions ?? ''}`)) return null;
   const mib = Math.round(limit / (1024 * 1024));
   return (
     `memory limit ${mib} MiB: Node gives V8's young generation its minimum (1 MiB semi-spaces), ` +
