@@ -134,8 +134,10 @@ else {
   if (health === null) problems.push(`runtime stage: HEALTHCHECK ${hc}: not exec form (CMD-SHELL needs /bin/sh)`);
   else if (health[0] !== "node") problems.push(`runtime stage: HEALTHCHECK ${hc}: expected a node command`);
 }
-const envPath = runtime.filter((x) => x.op === "ENV").map((x) => /(?:^|\s)PATH=(\S+)/.exec(x.args)?.[1]).filter(Boolean).pop();
-const nodeOptions = runtime.filter((x) => x.op === "ENV").map((x) => /(?:^|\s)NODE_OPTIONS=(\S+)/.exec(x.args)?.[1]).filter(Boolean).pop() ?? "";
+// The runtime stage's last ENV value of a variable (values without spaces, as this Dockerfile writes them).
+const envValue = (name) => runtime.filter((x) => x.op === "ENV").map((x) => new RegExp(`(?:^|\\s)${name}=(\\S+)`).exec(x.args)?.[1]).filter(Boolean).pop();
+const envPath = envValue("PATH");
+const nodeOptions = envValue("NODE_OPTIONS") ?? "";
 const base = froms.length ? froms[froms.length - 1].args : "";
 if (/distroless\/nodejs/.test(base) && !(envPath ?? "").split(":").includes("/nodejs/bin")) {
   problems.push("runtime stage: ENV PATH must include /nodejs/bin (the distroless base does not put node on PATH)");
