@@ -3,6 +3,7 @@
 // Bounded: wrk stops after `duration` seconds, and is killed 30 s after that.
 import { spawn, spawnSync } from 'node:child_process';
 import { cpuSeconds, pinCpus, track } from './proc.js';
+import { runLoad } from './load.js';
 
 /** Whether wrk is installed. */
 export function haveWrk() {
@@ -86,4 +87,16 @@ export function runWrk({ url, connections, duration, threads = 1, watch = {}, cp
       resolve({ ...r, rps: r.responses / duration, cpu, generatorCores });
     });
   });
+}
+
+/**
+ * One closed-loop run with `generator` ('wrk' or 'autocannon') on runWrk's / runLoad's opts,
+ * with statusCodes always set. wrk counts only the answers outside 2xx/3xx: they are
+ * `non2xxAs` when every such answer is known to have that status (a fallback's 503), else
+ * "other" beside "2xx/3xx".
+ */
+export async function runGenerator(generator, opts, { non2xxAs } = {}) {
+  const r = generator === 'wrk' ? await runWrk(opts) : await runLoad(opts);
+  const statusCodes = r.statusCodes ?? (non2xxAs !== undefined ? { [non2xxAs]: r.non2xx3xx } : { '2xx/3xx': r.responses - r.non2xx3xx, other: r.non2xx3xx });
+  return { ...r, statusCodes };
 }

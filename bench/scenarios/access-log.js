@@ -7,8 +7,7 @@ import { statSync } from 'node:fs';
 import { startUpstream } from '../lib/upstream.js';
 import { startTarget } from '../lib/targets.js';
 import { interleave, fmt, ms, ratio, mdTable, check, startAll, stopAll } from '../lib/common.js';
-import { runLoad } from '../lib/load.js';
-import { haveWrk, runWrk } from '../lib/wrk.js';
+import { haveWrk, runGenerator } from '../lib/wrk.js';
 import { summarize } from './throughput.js';
 
 export const name = 'access-log';
@@ -41,9 +40,9 @@ export async function run(ctx) {
       const run = await interleave(ctx, targets, async (t, _round, duration) => {
         const before = size(t.logFile);
         const opts = { url: `${t.url}/bench`, connections: 64, duration, watch: { proxy: t.pid, upstream: upstream.pid } };
-        const r = g === 'wrk' ? await runWrk(opts) : await runLoad(opts);
+        const r = await runGenerator(g, opts);
         const logBytes = size(t.logFile) - before;
-        return { ...r, statusCodes: r.statusCodes ?? { '2xx/3xx': r.responses - r.non2xx3xx, other: r.non2xx3xx }, logBytes, logBytesPerReq: r.responses ? logBytes / r.responses : null };
+        return { ...r, logBytes, logBytesPerReq: r.responses ? logBytes / r.responses : null };
       });
       raw.push(...run.raw.map((r) => ({ ...r, generator: g })));
       summary[g] = {};

@@ -8,11 +8,10 @@
 // load generator, a fraction of autocannon's cost per request) when wrk is installed.
 import { startUpstream } from '../lib/upstream.js';
 import { startTarget } from '../lib/targets.js';
-import { runLoad } from '../lib/load.js';
 import { httpRequest } from '../lib/proc.js';
 import { interleave, fmt, ms, ratio, mdTable, check, stopAll, statusSummary, med } from '../lib/common.js';
 import { summarize } from './throughput.js';
-import { haveWrk, runWrk } from '../lib/wrk.js';
+import { haveWrk, runGenerator } from '../lib/wrk.js';
 
 export const name = 'fail-fast';
 export const title = 'Fail-fast: breaker isolated over the admin API';
@@ -54,12 +53,11 @@ export async function run(ctx) {
       const before = await upstream.requests();
       const t = m.target ?? proxy;
       const opts = { url: `${t.url}/bench`, connections: 64, duration, watch: { proxy: t.pid, upstream: upstream.pid } };
-      const r = generator === 'wrk' ? await runWrk(opts) : await runLoad(opts);
+      // Every fail-fast (and floor) answer is the 503 fallback.
+      const r = await runGenerator(generator, opts, { non2xxAs: m.isolated || m.target ? 503 : undefined });
       const upstreamRequests = (await upstream.requests()) - before;
       return {
         ...r,
-        // wrk counts answers outside 2xx/3xx only: every fail-fast answer is the 503 fallback.
-        statusCodes: r.statusCodes ?? (m.isolated || m.target ? { 503: r.non2xx3xx } : { '2xx/3xx': r.responses - r.non2xx3xx, other: r.non2xx3xx }),
         upstreamRequests,
         upstreamPerReq: r.responses ? upstreamRequests / r.responses : null,
         proxyCores: r.cpu.proxy.seconds === null ? null : r.cpu.proxy.seconds / duration,

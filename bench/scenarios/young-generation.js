@@ -10,8 +10,7 @@ import { startUpstream } from '../lib/upstream.js';
 import { startTarget } from '../lib/targets.js';
 import { imageNodeOptions } from '../lib/outrigger.js';
 import { interleave, fmt, ms, ratio, mdTable, check, startAll, stopAll } from '../lib/common.js';
-import { runLoad } from '../lib/load.js';
-import { haveWrk, runWrk } from '../lib/wrk.js';
+import { haveWrk, runGenerator } from '../lib/wrk.js';
 import { rssMB } from '../lib/proc.js';
 import { summarize } from './throughput.js';
 
@@ -35,8 +34,7 @@ export async function run(ctx) {
     const generator = haveWrk() ? 'wrk' : 'autocannon';
     const run = await interleave(ctx, targets, async (t, _round, duration) => {
       const opts = { url: `${t.url}/bench`, connections: 64, duration, watch: { proxy: t.pid, upstream: upstream.pid } };
-      const r = generator === 'wrk' ? await runWrk(opts) : await runLoad(opts);
-      return { ...r, statusCodes: r.statusCodes ?? { '2xx/3xx': r.responses - r.non2xx3xx, other: r.non2xx3xx }, rssAfterMB: rssMB(t.pid) };
+      return { ...(await runGenerator(generator, opts)), rssAfterMB: rssMB(t.pid) };
     });
     const summary = {};
     for (const t of targets) {
