@@ -1,10 +1,14 @@
 // JSON logs on stdout (pino). Callers check `isLevelEnabled` or a precomputed flag before
 // building a log object on the request path, so a disabled level costs one branch.
 import pino, { type Logger } from 'pino';
+// sonic-boom is CommonJS: its class is a property of the default export, which is how its
+// types see it from ESM as well.
+import sonicBoom from 'sonic-boom';
 import type { LOG_LEVELS } from './config/schema.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type { Logger };
+type SonicBoom = InstanceType<typeof sonicBoom.SonicBoom>;
 
 /** OUTRIGGER_LOG_LEVEL wins over the config file, so an operator can turn on debug without a config change. */
 export function effectiveLevel(configured: LogLevel, env: NodeJS.ProcessEnv = process.env): LogLevel {
@@ -29,7 +33,7 @@ const BATCH_CHARS = 8192;
 export class LineBatch implements pino.DestinationStream {
   private parts: string[] = [];
   private chars = 0;
-  constructor(private readonly out: Pick<ReturnType<typeof pino.destination>, 'write' | 'flush'>) {}
+  constructor(private readonly out: Pick<SonicBoom, 'write' | 'flush'>) {}
 
   write(line: string): void {
     this.parts.push(line);
@@ -67,52 +71,86 @@ export function droppedLogLines(): number {
   return droppedLines;
 }
 
-/** How often, at most, stderr says that lines are being dropped. */
-const DROP_NOTICE_MS = 60_000;
+/** How often, at most, stderr says that lines are being dropped, or that writes fail. */
+const NOTICE_MS = 60_000;
+
+/**
+ * How long the exit flush waits on a non-blocking pipe that takes nothing (EAGAIN) before
+ * giving up. A blocking pipe cannot be bounded: the write waits until the reader drains it.
+ */
+const EXIT_FLUSH_MS = 5_000;
+
+function sizeText(bytes: number): string {
+  return bytes % 1_048_576 === 0 ? `${bytes / 1_048_576} MiB` : `${bytes} bytes`;
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+}
 
 /**
  * A destination on `fd` written asynchronously in chunks of at least 8 KiB (or every
  * 250 ms): one write per line would cost a thread-pool round trip per request with access
  * logs on. At most `maxBufferedBytes` wait; what comes past that is dropped, counted, and
- * said on stderr (at most once a minute). Exported for tests, which pass a pipe.
+ * said on stderr (at most once a minute). A failed write (EPIPE, ENOSPC, EIO) keeps its
+ * bytes and is retried with the next chunk, so it ends up written or, past the bound,
+ * dropped and counted; stderr says why (at most once a minute), and the process goes on.
+ * (pino.destination would instead discard every later line uncounted after EPIPE, and
+ * crash on any other write error.) Exported for tests, which pass a pipe or /dev/full.
  */
-export function bufferedDestination(fd: number, maxBufferedBytes = MAX_BUFFERED_LOG_BYTES): { batch: LineBatch; dest: ReturnType<typeof pino.destination> } {
-  const dest = pino.destination({ dest: fd, sync: false, minLength: BATCH_CHARS, maxLength: maxBufferedBytes });
-  let noticed = -Infinity;
+export function bufferedDestination(fd: number, maxBufferedBytes = MAX_BUFFERED_LOG_BYTES, exitFlushMs = EXIT_FLUSH_MS): { batch: LineBatch; dest: SonicBoom; exitFlush: () => void } {
+  // EAGAIN (a pipe that is full) is retried every 100 ms while running; at exit only until
+  // giveUpAt, so a stalled collector cannot hold the process forever.
+  let giveUpAt = Infinity;
+  const dest = new sonicBoom.SonicBoom({ fd, sync: false, minLength: BATCH_CHARS, maxLength: maxBufferedBytes, retryEAGAIN: () => Date.now() < giveUpAt });
+  let droppedNoticed = -Infinity;
   dest.on('drop', (data: unknown) => {
     const text = String(data);
     let lines = 0;
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
     droppedLines += lines;
     const now = Date.now();
-    if (now - noticed >= DROP_NOTICE_MS) {
-      noticed = now;
+    if (now - droppedNoticed >= NOTICE_MS) {
+      droppedNoticed = now;
       process.stderr.write(`outrigger: stdout is not keeping up; log lines are being dropped (${droppedLines} so far, counted in outrigger_log_lines_dropped_total)\n`);
     }
   });
-  return { batch: new LineBatch(dest), dest };
+  let failedNoticed = -Infinity;
+  dest.on('error', (err: unknown) => {
+    const now = Date.now();
+    if (now - failedNoticed >= NOTICE_MS) {
+      failedNoticed = now;
+      process.stderr.write(
+        `outrigger: writing log lines to stdout failed (${errorCode(err)}); they are kept and retried with the next lines, and past ${sizeText(maxBufferedBytes)} buffered dropped and counted in outrigger_log_lines_dropped_total\n`,
+      );
+    }
+  });
+  const batch = new LineBatch(dest);
+  const exitFlush = () => {
+    batch.push();
+    giveUpAt = Date.now() + exitFlushMs;
+    try {
+      dest.flushSync();
+    } catch (err) {
+      process.stderr.write(`outrigger: the log lines still buffered could not be written at exit (${errorCode(err)})\n`);
+    }
+  };
+  return { batch, dest, exitFlush };
 }
 
 /** stdout, through bufferedDestination; whatever is buffered is written synchronously at exit. */
 function stdoutDestination(): pino.DestinationStream {
-  const { batch, dest } = bufferedDestination(1);
+  const { batch, dest, exitFlush } = bufferedDestination(1);
   const flush = () => {
     batch.push();
     try {
       dest.flush();
     } catch {
-      // Nothing buffered, or stdout closed: nothing to do.
+      // Nothing buffered: nothing to do.
     }
   };
   setInterval(flush, FLUSH_INTERVAL_MS).unref();
-  process.once('exit', () => {
-    batch.push();
-    try {
-      dest.flushSync();
-    } catch {
-      // stdout is gone; there is nowhere left to write.
-    }
-  });
+  process.once('exit', exitFlush);
   return batch;
 }
 

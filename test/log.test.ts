@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requireMain, startCli } from './helpers/cli.js';
+import { requireMain, startCli, type Cli } from './helpers/cli.js';
 import { req } from './helpers/http.js';
 import { ok, startUpstream } from './helpers/upstream.js';
 import { waitFor } from './helpers/wait.js';
@@ -14,6 +14,17 @@ import { accessLine, accessLogWriter, bufferedDestination, createLogger, dropped
 function capture(): { lines: string[]; write(line: string): void } {
   const lines: string[] = [];
   return { lines, write: (line: string) => void lines.push(line) };
+}
+
+/** process.stderr.write replaced by one that keeps what it is given, until restore(). */
+function captureStderr(): { notices: string[]; restore: () => void } {
+  const notices: string[] = [];
+  const stderrWrite = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) => {
+    notices.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  return { notices, restore: () => void (process.stderr.write = stderrWrite) };
 }
 
 const RECORDS: AccessRecord[] = [
@@ -114,11 +125,16 @@ describe('stdout of the real CLI with the access log on', () => {
     while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void> | void)();
   });
 
-  it('carries every line once, in order: batches while busy, the rest within the flush interval, and what is left at exit', async () => {
+  /** The CLI with the access log on, routing everything to an upstream that answers 200. */
+  async function accessLoggingCli(): Promise<Cli> {
     requireMain();
     const up = await startUpstream(ok('x'));
     cleanups.push(() => up.close());
-    const cli = await startCli({ log: { level: 'info', accessLog: true }, drain: { delay: '100ms', timeout: '5s' }, upstreams: { up: { endpoints: [up.url] } }, routes: [{ name: 'r', match: { pathPrefix: '/' }, upstream: 'up' }] }, cleanups);
+    return startCli({ log: { level: 'info', accessLog: true }, drain: { delay: '100ms', timeout: '5s' }, upstreams: { up: { endpoints: [up.url] } }, routes: [{ name: 'r', match: { pathPrefix: '/' }, upstream: 'up' }] }, cleanups);
+  }
+
+  it('carries every line once, in order: batches while busy, the rest within the flush interval, and what is left at exit', async () => {
+    const cli = await accessLoggingCli();
     // 150 lines of ~230 bytes: several 8 KiB batches and a remainder.
     const ids = Array.from({ length: 150 }, (_, i) => `line-${i}`);
     for (const id of ids) expect((await req(cli.url, { path: '/a', headers: { 'x-request-id': id } })).status).toBe(200);
@@ -134,6 +150,20 @@ describe('stdout of the real CLI with the access log on', () => {
     expect(access()).toEqual([...ids, 'last']);
     // The start-up line came first: pino's own lines share the batch with the access lines.
     expect(cli.logs.findIndex((l) => l.msg === 'outrigger listening')).toBeLessThan(cli.logs.findIndex((l) => l.access === true));
+  }, 30_000);
+
+  it('goes on answering, says on stderr that writes fail (EPIPE), and exits 0 on SIGTERM saying what could not be written', async () => {
+    const cli = await accessLoggingCli();
+    // The log collector dies: the read end of the proxy's stdout closes.
+    cli.child.stdout?.destroy();
+    // 150 access lines of ~230 bytes: several 8 KiB chunks, each write meeting EPIPE.
+    for (let i = 0; i < 150; i++) expect((await req(cli.url, { path: '/a' })).status).toBe(200);
+    await waitFor(() => (cli.output().includes('writing log lines to stdout failed (EPIPE)') ? true : null), { timeout: 5000, interval: 20, what: 'the EPIPE notice on stderr' });
+    expect((await req(`${cli.adminUrl}/healthz`)).status).toBe(200);
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+    expect(cli.output()).toContain('the log lines still buffered could not be written at exit (EPIPE)');
+    expect(cli.output().match(/writing log lines to stdout failed/g)).toHaveLength(1);
   }, 30_000);
 });
 
@@ -152,15 +182,11 @@ describe('bufferedDestination when stdout does not keep up', () => {
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
     const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     const writer = openSync(fifo, 'w');
-    const notices: string[] = [];
-    const stderrWrite = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((chunk: string) => {
-      notices.push(String(chunk));
-      return true;
-    }) as typeof process.stderr.write;
+    const stderr = captureStderr();
+    const notices = stderr.notices;
     const { batch, dest } = bufferedDestination(writer, 256 * 1024);
     cleanup = () => {
-      process.stderr.write = stderrWrite;
+      stderr.restore();
       dest.on('error', () => {}); // a write still blocked fails with EPIPE once the reader closes
       dest.destroy();
       closeSync(reader);
@@ -171,7 +197,7 @@ describe('bufferedDestination when stdout does not keep up', () => {
     const written = 20_000; // 4 MB, far past the 256 KiB bound
     for (let i = 0; i < written; i++) batch.write(line);
     batch.push();
-    process.stderr.write = stderrWrite;
+    stderr.restore();
     const dropped = droppedLogLines() - before;
     expect(dropped).toBeGreaterThan(written - (256 * 1024) / line.length - 1);
     expect(dropped).toBeLessThan(written);
@@ -197,5 +223,82 @@ describe('bufferedDestination when stdout does not keep up', () => {
       { timeout: 10_000, interval: 10, what: 'the kept lines through the pipe' },
     );
     expect(text.split('\n').every((l) => l === '' || l === line.slice(0, -1))).toBe(true);
+  });
+});
+
+describe('bufferedDestination when writes fail', () => {
+  let restore: (() => Promise<void> | void) | undefined;
+  afterEach(async () => {
+    await restore?.();
+    restore = undefined;
+  });
+
+  /** stderr captured until the test's restore has run. */
+  function captureNotices(): string[] {
+    const { notices, restore: restoreStderr } = captureStderr();
+    const previous = restore;
+    restore = async () => {
+      restoreStderr();
+      await previous?.();
+    };
+    return notices;
+  }
+
+  it('on a full disk (ENOSPC from /dev/full) keeps going: says so once, drops and counts past the bound, and gives up at exit instead of looping', async () => {
+    const fd = openSync('/dev/full', 'w');
+    restore = () => closeSync(fd);
+    const notices = captureNotices();
+    const { batch, exitFlush } = bufferedDestination(fd, 64 * 1024, 300);
+    const before = droppedLogLines();
+    const line = `${'x'.repeat(199)}\n`;
+    // Rounds apart in time, so the failed writes come back between them.
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 200; i++) batch.write(line);
+      batch.push();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const failed = notices.filter((n) => n.includes('writing log lines to stdout failed (ENOSPC)'));
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toContain('outrigger_log_lines_dropped_total');
+    // 1,000 lines of 200 bytes against a 64 KiB bound: what does not fit is counted.
+    const dropped = droppedLogLines() - before;
+    expect(dropped).toBeGreaterThan(1000 - (64 * 1024) / line.length - 1);
+    expect(dropped).toBeLessThan(1000);
+    const started = Date.now();
+    exitFlush();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(notices.some((n) => n.includes('the log lines still buffered could not be written at exit (ENOSPC)'))).toBe(true);
+  });
+
+  it('at exit on a non-blocking pipe that takes nothing (EAGAIN) waits at most its bound, then says what is lost', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outrigger-log-'));
+    const fifo = join(dir, 'stdout');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const notices = captureNotices();
+    const { batch, dest, exitFlush } = bufferedDestination(writer, 1024 * 1024, 300);
+    const previous = restore;
+    restore = async () => {
+      // destroy() closes the writer (asynchronously: closing it here too could close a
+      // descriptor the next test has been given), and is waited for before stderr comes
+      // back, because the async write still waiting would fail with EAGAIN and say so.
+      await new Promise((resolve) => {
+        dest.once('close', resolve);
+        dest.destroy();
+      });
+      closeSync(reader);
+      rmSync(dir, { recursive: true, force: true });
+      await previous?.();
+    };
+    // More than a pipe holds (64 KiB on Linux), all still buffered when exit comes.
+    const line = `${'x'.repeat(199)}\n`;
+    for (let i = 0; i < 2000; i++) batch.write(line);
+    const started = Date.now();
+    exitFlush();
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(250);
+    expect(took).toBeLessThan(5000);
+    expect(notices.some((n) => n.includes('could not be written at exit (EAGAIN)'))).toBe(true);
   });
 });
