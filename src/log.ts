@@ -80,6 +80,17 @@ const NOTICE_MS = 60_000;
  */
 const EXIT_FLUSH_MS = 5_000;
 
+/** A stderr notice said at most once per NOTICE_MS; the text is built only when it is said. */
+function rateLimitedNotice(): (text: () => string) => void {
+  let said = -Infinity;
+  return (text) => {
+    const now = Date.now();
+    if (now - said < NOTICE_MS) return;
+    said = now;
+    process.stderr.write(text());
+  };
+}
+
 function sizeText(bytes: number): string {
   return bytes % 1_048_576 === 0 ? `${bytes / 1_048_576} MiB` : `${bytes} bytes`;
 }
@@ -103,27 +114,20 @@ export function bufferedDestination(fd: number, maxBufferedBytes = MAX_BUFFERED_
   // giveUpAt, so a stalled collector cannot hold the process forever.
   let giveUpAt = Infinity;
   const dest = new sonicBoom.SonicBoom({ fd, sync: false, minLength: BATCH_CHARS, maxLength: maxBufferedBytes, retryEAGAIN: () => Date.now() < giveUpAt });
-  let droppedNoticed = -Infinity;
+  const sayDropped = rateLimitedNotice();
   dest.on('drop', (data: unknown) => {
     const text = String(data);
     let lines = 0;
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
     droppedLines += lines;
-    const now = Date.now();
-    if (now - droppedNoticed >= NOTICE_MS) {
-      droppedNoticed = now;
-      process.stderr.write(`outrigger: stdout is not keeping up; log lines are being dropped (${droppedLines} so far, counted in outrigger_log_lines_dropped_total)\n`);
-    }
+    sayDropped(() => `outrigger: stdout is not keeping up; log lines are being dropped (${droppedLines} so far, counted in outrigger_log_lines_dropped_total)\n`);
   });
-  let failedNoticed = -Infinity;
+  const sayFailed = rateLimitedNotice();
   dest.on('error', (err: unknown) => {
-    const now = Date.now();
-    if (now - failedNoticed >= NOTICE_MS) {
-      failedNoticed = now;
-      process.stderr.write(
+    sayFailed(
+      () =>
         `outrigger: writing log lines to stdout failed (${errorCode(err)}); they are kept and retried with the next lines, and past ${sizeText(maxBufferedBytes)} buffered dropped and counted in outrigger_log_lines_dropped_total\n`,
-      );
-    }
+    );
   });
   const batch = new LineBatch(dest);
   const exitFlush = () => {

@@ -16,6 +16,14 @@ function capture(): { lines: string[]; write(line: string): void } {
   return { lines, write: (line: string) => void lines.push(line) };
 }
 
+/** A FIFO in a new temporary directory, its read end open (non-blocking); nobody reads it yet. */
+function fifo(): { path: string; dir: string; reader: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'outrigger-log-'));
+  const path = join(dir, 'stdout');
+  expect(spawnSync('mkfifo', [path]).status).toBe(0);
+  return { path, dir, reader: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK) };
+}
+
 /** process.stderr.write replaced by one that keeps what it is given, until restore(). */
 function captureStderr(): { notices: string[]; restore: () => void } {
   const notices: string[] = [];
@@ -177,11 +185,8 @@ describe('bufferedDestination when stdout does not keep up', () => {
   it('holds at most maxBufferedBytes, drops and counts whole lines past it, and every line is either written or counted', async () => {
     // A FIFO nobody reads yet: the first write fills the pipe and blocks, as a stalled log
     // collector's pipe would.
-    const dir = mkdtempSync(join(tmpdir(), 'outrigger-log-'));
-    const fifo = join(dir, 'stdout');
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    const writer = openSync(fifo, 'w');
+    const { reader, path, dir } = fifo();
+    const writer = openSync(path, 'w');
     const stderr = captureStderr();
     const notices = stderr.notices;
     const { batch, dest } = bufferedDestination(writer, 256 * 1024);
@@ -227,26 +232,23 @@ describe('bufferedDestination when stdout does not keep up', () => {
 });
 
 describe('bufferedDestination when writes fail', () => {
-  let restore: (() => Promise<void> | void) | undefined;
+  // Run last first: a destination is destroyed before stderr comes back, and that before
+  // the descriptors close.
+  const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
-    await restore?.();
-    restore = undefined;
+    while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void> | void)();
   });
 
-  /** stderr captured until the test's restore has run. */
+  /** stderr captured until the test's cleanups reach it. */
   function captureNotices(): string[] {
-    const { notices, restore: restoreStderr } = captureStderr();
-    const previous = restore;
-    restore = async () => {
-      restoreStderr();
-      await previous?.();
-    };
+    const { notices, restore } = captureStderr();
+    cleanups.push(restore);
     return notices;
   }
 
   it('on a full disk (ENOSPC from /dev/full) keeps going: says so once, drops and counts past the bound, and gives up at exit instead of looping', async () => {
     const fd = openSync('/dev/full', 'w');
-    restore = () => closeSync(fd);
+    cleanups.push(() => closeSync(fd));
     const notices = captureNotices();
     const { batch, exitFlush } = bufferedDestination(fd, 64 * 1024, 300);
     const before = droppedLogLines();
@@ -271,26 +273,24 @@ describe('bufferedDestination when writes fail', () => {
   });
 
   it('at exit on a non-blocking pipe that takes nothing (EAGAIN) waits at most its bound, then says what is lost', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'outrigger-log-'));
-    const fifo = join(dir, 'stdout');
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-    const notices = captureNotices();
-    const { batch, dest, exitFlush } = bufferedDestination(writer, 1024 * 1024, 300);
-    const previous = restore;
-    restore = async () => {
-      // destroy() closes the writer (asynchronously: closing it here too could close a
-      // descriptor the next test has been given), and is waited for before stderr comes
-      // back, because the async write still waiting would fail with EAGAIN and say so.
-      await new Promise((resolve) => {
-        dest.once('close', resolve);
-        dest.destroy();
-      });
+    const { reader, path, dir } = fifo();
+    const writer = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    cleanups.push(() => {
       closeSync(reader);
       rmSync(dir, { recursive: true, force: true });
-      await previous?.();
-    };
+    });
+    const notices = captureNotices();
+    const { batch, dest, exitFlush } = bufferedDestination(writer, 1024 * 1024, 300);
+    // destroy() closes the writer (asynchronously: closing it here too could close a
+    // descriptor the next test has been given), and is waited for before stderr comes back,
+    // because the async write still waiting would fail with EAGAIN and say so.
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          dest.once('close', () => resolve());
+          dest.destroy();
+        }),
+    );
     // More than a pipe holds (64 KiB on Linux), all still buffered when exit comes.
     const line = `${'x'.repeat(199)}\n`;
     for (let i = 0; i < 2000; i++) batch.write(line);
